@@ -1,0 +1,16 @@
+"""Benchmarks run by ``hyperteam bench NAME``. Each prints a table and can write JSON."""
+
+from __future__ import annotations
+
+import importlib
+
+from hyperteam.errors import ConfigError
+
+BENCHMARKS = {"orchestration": "hyperteam.bench.orchestration"}
+
+
+def run_benchmark(name: str, argv: list[str]) -> int:
+    module = BENCHMARKS.get(name)
+    if module is None:
+        raise ConfigError(f"unknown benchmark {name!r}; known: {', '.join(sorted(BENCHMARKS))}")
+    return importlib.import_module(module).main(argv)

@@ -1,0 +1,125 @@
+"""The ``hyperteam`` command.
+
+Each verb lives in its own function; heavy imports happen inside them so
+that ``hyperteam --help`` stays fast. Bad input ends with a one-line error
+and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from hyperteam.errors import HyperteamError
+
+DEFAULT_SIM = "sim:0.8"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's usage errors: one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _default_model(model: str | None) -> str | None:
+    """The model to use: the flag, else the environment, else the simulator, said loudly."""
+    if model or os.environ.get("HYPERTEAM_BASE_URL"):
+        return model
+    print(
+        f"hyperteam: no model configured (--model or HYPERTEAM_BASE_URL): using the SIMULATED model "
+        f"{DEFAULT_SIM}; its answers are simulated, not real LLM output",
+        file=sys.stderr,
+    )
+    return DEFAULT_SIM
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hyperteam.models import Runtime
+    from hyperteam.topologies import load_team
+
+    team = load_team(args.team)
+    model = _default_model(args.model)
+
+    async def go():  # type: ignore[no-untyped-def]
+        async with Runtime() as runtime:
+            return await team.run(args.question, runtime=runtime, model=model)
+
+    result = asyncio.run(go())
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    if args.trace:
+        for ev in result.trace:
+            print(f"[{ev.layer}] {ev.agent} ({ev.kind}): {ev.answer}  {ev.usage.total_tokens} tokens")
+    u = result.usage
+    simulated = " (SIMULATED)" if _is_simulated(model, team) else ""
+    print(f"answer: {result.answer}{simulated}")
+    print(f"tokens: {u.total_tokens} (prompt {u.prompt_tokens}, completion {u.completion_tokens})")
+    print(f"calls: {u.calls}")
+    print(f"wall: {result.wall_s:.2f} s")
+    return 0
+
+
+def _is_simulated(model: object, team: object) -> bool:
+    specs = [model, getattr(team, "model", None)] + [a.model for a in getattr(team, "agents", [])]
+    return any(isinstance(s, str) and (s.startswith("sim") or "#sim" in s) for s in specs)
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from hyperteam.testing.sim import cli as sim_cli
+
+    return sim_cli.main(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from hyperteam.bench import run_benchmark
+
+    return run_benchmark(args.name, args.bench_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hyperteam", description="Layered and hypergraph agent teams for LLMs.")
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a team on one question", description="Run a team on one question.")
+    run.add_argument("question", help="the question or task")
+    run.add_argument("--team", required=True, help="a team file (YAML/JSON) or built-in team name")
+    run.add_argument("--model", help="model spec for agents that name none (default: HYPERTEAM_BASE_URL, else sim)")
+    run.add_argument("--json", action="store_true", help="print the full result, trace included, as JSON")
+    run.add_argument("--trace", action="store_true", help="print one line per step before the answer")
+    run.set_defaults(func=cmd_run)
+
+    from hyperteam.testing.sim import cli as sim_cli
+
+    sim = sub.add_parser(
+        "sim", help="serve the simulated model over HTTP", description="Serve the SIMULATED model (OpenAI API)."
+    )
+    sim_cli.add_arguments(sim)
+    sim.set_defaults(func=cmd_sim)
+
+    bench = sub.add_parser("bench", help="run a benchmark", description="Run a benchmark (see bench/README.md).")
+    bench.add_argument("name", help="benchmark name: orchestration")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="the benchmark's own options (--help)")
+    bench.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except HyperteamError as exc:
+        print(f"hyperteam: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hyperteam: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

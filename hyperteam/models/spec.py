@@ -1,0 +1,92 @@
+"""The one resolver from model specs to chat models."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING
+
+from hyperteam.errors import ConfigError
+from hyperteam.models.types import ChatModel
+
+if TYPE_CHECKING:
+    from hyperteam.models.runtime import Runtime
+
+SPEC_FORMS = "openai:MODEL, http://HOST:PORT/v1#NAME, vllm:ORG/MODEL, sim:ACCURACY"
+_URL = re.compile(r"^https?://[^\s#]+(#.+)?$")
+
+
+def resolve(spec: str | ChatModel | None, *, runtime: Runtime | None = None) -> ChatModel:
+    """Turns a model spec into a chat model.
+
+    ========================  ==================================================
+    ``openai:gpt-4o-mini``    OpenAI, key from ``OPENAI_API_KEY``
+    ``http://h:8000/v1#NAME``  any OpenAI-compatible endpoint, served model NAME
+    ``vllm:ORG/MODEL``        a managed vLLM server (the ``vllm`` extra, a GPU)
+    ``sim:0.7``               the simulated model, correct with probability 0.7
+    None or ``""``            ``HYPERTEAM_BASE_URL`` + ``HYPERTEAM_MODEL``
+    ========================  ==================================================
+
+    Objects that already are chat models (test doubles) pass through.
+
+    Raises:
+        ConfigError: the spec is malformed, unknown or lacks its credentials.
+    """
+    if spec is not None and not isinstance(spec, str):
+        if isinstance(spec, ChatModel):
+            return spec
+        raise ConfigError(f"model must be a spec string or a chat model, got {type(spec).__name__}")
+    if runtime is None:
+        from hyperteam.models.runtime import Runtime
+
+        runtime = Runtime.current()
+    spec = (spec or "").strip()
+    if not spec:
+        base = os.environ.get("HYPERTEAM_BASE_URL")
+        if not base:
+            raise ConfigError("no model given: pass a model spec (" + SPEC_FORMS + ") or set HYPERTEAM_BASE_URL")
+        name = os.environ.get("HYPERTEAM_MODEL")
+        if not name:
+            raise ConfigError("HYPERTEAM_BASE_URL is set but HYPERTEAM_MODEL (the served model name) is not")
+        spec = f"{base}#{name}"
+    if spec.startswith(("http://", "https://")):
+        if not _URL.match(spec):
+            raise ConfigError(f"malformed endpoint spec {spec!r}: expected http://HOST:PORT/v1#NAME")
+        base, _, name = spec.partition("#")
+        name = name or os.environ.get("HYPERTEAM_MODEL", "")
+        if not name:
+            raise ConfigError(f"endpoint spec {spec!r} names no model: add #NAME (the served model name)")
+        from hyperteam.models.endpoint import EndpointModel
+
+        return EndpointModel(runtime.endpoint(base, os.environ.get("HYPERTEAM_API_KEY")), name)
+    prefix, sep, rest = spec.partition(":")
+    if prefix == "openai" and sep and rest:
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise ConfigError(f"model {spec!r} needs OPENAI_API_KEY in the environment")
+        from hyperteam.models.endpoint import EndpointModel
+
+        base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+        return EndpointModel(runtime.endpoint(base, key), rest)
+    if prefix == "sim":
+        from hyperteam.testing.sim.model import SimModel
+
+        accuracy = 0.7
+        if sep:
+            try:
+                accuracy = float(rest)
+            except ValueError:
+                raise ConfigError(f"bad simulated model spec {spec!r}: expected sim:ACCURACY, e.g. sim:0.7") from None
+        if not 0.0 <= accuracy <= 1.0:
+            raise ConfigError(f"bad simulated model spec {spec!r}: accuracy must be within [0, 1]")
+        return SimModel(accuracy, name=spec)
+    if prefix == "vllm" and sep and rest:
+        raise ConfigError(
+            f"model {spec!r}: managed vLLM servers are not available in this version; "
+            "start one with `vllm serve` and use http://HOST:PORT/v1#NAME"
+        )
+    if spec in ("scripted", "function"):
+        raise ConfigError(
+            f"{spec!r} is a test double: pass hyperteam.testing.{spec.capitalize()}Model(...) as the model object"
+        )
+    raise ConfigError(f"unknown model spec {spec!r}: expected one of {SPEC_FORMS}")

@@ -1,0 +1,78 @@
+"""Built-in teams, loadable by name (``hyperteam run --team ann-gsm8k``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hyperteam.agents.agent import Agent
+from hyperteam.topologies.layered import Layer, LayeredTeam
+from hyperteam.topologies.team import Team
+
+_FINAL = 'End with a final line "#### <number>".'
+
+
+def single() -> Team:
+    """One agent, one call: the baseline every team must beat."""
+    solver = Agent(name="solver", role="a careful math tutor", instructions=f"Solve the problem step by step. {_FINAL}")
+    return LayeredTeam([Layer("solve", agents=[solver])], name="single", description=single.__doc__ or "")
+
+
+def self_consistency(samples: int = 5) -> Team:
+    """Five independent samples at temperature 0.7, majority vote (Wang et al. 2023)."""
+    base = Agent(
+        name="sample0",
+        role="a careful math tutor",
+        instructions=f"Solve the problem step by step. {_FINAL}",
+        temperature=0.7,
+    )
+    agents = [base.clone(name=f"sample{i}") for i in range(samples)]
+    return LayeredTeam(
+        [Layer("sample", agents=agents, fusion="majority_vote")],
+        name="self-consistency",
+        description=self_consistency.__doc__ or "",
+    )
+
+
+def ann_gsm8k() -> Team:
+    """An ANN team for math word problems: three diverse solvers voted, then a verifier.
+
+    Layer 1 ("solve") runs three solvers with different roles in parallel and
+    takes their majority answer; layer 2 ("verify") checks that solution and
+    corrects it where it is wrong.
+    """
+    solvers = [
+        Agent(name="tutor", role="a careful math tutor", instructions=f"Solve the problem step by step. {_FINAL}"),
+        Agent(
+            name="algebraist",
+            role="an algebraist who writes the quantities as equations",
+            instructions=f"Define the unknowns, write the equations and solve them. {_FINAL}",
+        ),
+        Agent(
+            name="accountant",
+            role="a meticulous accountant who tracks every quantity",
+            instructions=f"List each quantity and update it line by line until the question is answered. {_FINAL}",
+        ),
+    ]
+    verifier = Agent(
+        name="verifier",
+        role="a strict verifier",
+        instructions=(
+            "Check the proposed solution against the problem, step by step. If a step is wrong, "
+            f"fix it and finish the solution correctly; otherwise restate the answer. {_FINAL}"
+        ),
+    )
+    return LayeredTeam(
+        [
+            Layer("solve", agents=solvers, fusion="majority_vote"),
+            Layer("verify", agents=[verifier], fusion="majority_vote", input_title="Proposed solution"),
+        ],
+        name="ann-gsm8k",
+        description=(ann_gsm8k.__doc__ or "").split("\n")[0],
+    )
+
+
+BUILTIN_TEAMS: dict[str, Callable[[], Team]] = {
+    "single": single,
+    "self-consistency": self_consistency,
+    "ann-gsm8k": ann_gsm8k,
+}

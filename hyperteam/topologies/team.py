@@ -1,0 +1,80 @@
+"""What every team shares: running, synchronous running, saving."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from hyperteam.errors import ConfigError
+from hyperteam.models.runtime import Runtime
+from hyperteam.models.types import ChatModel
+from hyperteam.topologies.result import RunContext, TeamResult
+
+
+class Team(BaseModel):
+    """Base of the team kinds: a validated spec that compiles, once, into a runnable graph."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_assignment=True)
+
+    name: str = "team"
+    description: str = ""
+    model: str | ChatModel | None = None
+
+    _compiled: Any = PrivateAttr(default=None)
+
+    def compile(self) -> Any:
+        """The runnable graph of this team (cached until the team changes)."""
+        if self._compiled is None:
+            self._compiled = self._build()
+        return self._compiled
+
+    def _build(self) -> Any:
+        raise NotImplementedError
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if not name.startswith("_"):
+            self._compiled = None
+
+    async def run(
+        self, task: str, *, runtime: Runtime | None = None, model: str | ChatModel | None = None
+    ) -> TeamResult:
+        """Runs the team on ``task``.
+
+        Args:
+            task: the problem or question.
+            runtime: the clients and limits to use; default: the event loop's shared runtime.
+            model: the model for agents that name none (overrides the team's ``model``).
+
+        Raises:
+            ModelError: a step could not go on (every agent of a layer failed).
+            ConfigError: a model spec is bad.
+        """
+        if not isinstance(task, str) or not task.strip():
+            raise ConfigError("task must be a non-empty string")
+        ctx = RunContext(runtime or Runtime.current(), model if model is not None else self.model)
+        started = time.perf_counter()
+        result = await self._execute(task, ctx)
+        result.wall_s = time.perf_counter() - started
+        return result
+
+    async def _execute(self, task: str, ctx: RunContext) -> TeamResult:
+        raise NotImplementedError
+
+    def run_sync(self, task: str, **kwargs: Any) -> TeamResult:
+        """:meth:`run` for code without an event loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run(task, **kwargs))
+        raise ConfigError("run_sync() was called inside a running event loop; use `await team.run(...)`")
+
+    def save(self, path: str | Path) -> None:
+        """Writes the team's spec to ``path`` (``.json``, ``.yaml`` or ``.yml``)."""
+        from hyperteam.topologies.io import save_team
+
+        save_team(self, path)
