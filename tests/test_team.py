@@ -147,7 +147,7 @@ def test_run_sync_outside_and_inside_a_loop():
     async def inside() -> None:
         team.run_sync("q")
 
-    with pytest.raises(ht.ConfigError, match="await team.run"):
+    with pytest.raises(ht.ConfigError, match=r"await team\.run"):
         asyncio.run(inside())
 
 

@@ -67,9 +67,7 @@ class Agent(BaseModel):
         )
         return [{"role": "system", "content": _system_prompt()}, {"role": "user", "content": user}]
 
-    async def respond(
-        self, model: ChatModel, messages: list[dict[str, str]], *, sample_index: int = 0
-    ) -> AgentOutput:
+    async def respond(self, model: ChatModel, messages: list[dict[str, str]], *, sample_index: int = 0) -> AgentOutput:
         """Calls ``model`` and parses the answer. A failed call becomes an output with ``error`` set."""
         request = ChatRequest(messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=self.seed)
         try:

@@ -60,7 +60,8 @@ class ResponseCache:
         return bytes(row[0])
 
     def put(self, key: str, body: bytes) -> None:
-        self._db.execute("INSERT OR REPLACE INTO responses (key, body, created) VALUES (?, ?, ?)",
+        self._db.execute(
+            "INSERT OR REPLACE INTO responses (key, body, created) VALUES (?, ?, ?)",
             (key, body, time.time()),
         )
 

@@ -12,6 +12,7 @@ import aiohttp
 import orjson
 
 from hyperteam.errors import ModelError
+from hyperteam.models._rawhttp import RawHttpTransport
 from hyperteam.models.cache import ResponseCache
 from hyperteam.models.limits import ConcurrencyLimit, RateLimiter
 from hyperteam.models.retry import RetryPolicy, parse_retry_after
@@ -44,7 +45,11 @@ class Endpoint:
         self.rate = RateLimiter(requests_per_second) if requests_per_second else None
         self.retry = retry or RetryPolicy()
         self.cache = cache
-        self.transport = HttpTransport(self.base_url, api_key, max_connections=max_concurrency)
+        self.transport: HttpTransport | RawHttpTransport
+        if self.base_url.startswith("http://"):
+            self.transport = RawHttpTransport(self.base_url, api_key, max_connections=max_concurrency)
+        else:
+            self.transport = HttpTransport(self.base_url, api_key, max_connections=max_concurrency)
         self._rng = random.Random(0)
 
     async def post_json(self, path: str, body: bytes) -> dict[str, Any]:
@@ -73,9 +78,9 @@ class Endpoint:
                 remaining = deadline - loop.time()
                 try:
                     status, headers, data = await self.transport.post(path, body, timeout_s=remaining)
-                except (asyncio.TimeoutError, TimeoutError):
+                except TimeoutError:
                     kind, detail = "timeout", f"no answer within the {policy.timeout_s:g} s deadline"
-                except aiohttp.ClientError as exc:
+                except (aiohttp.ClientError, OSError) as exc:
                     kind, detail = "connection", str(exc) or type(exc).__name__
                 else:
                     if status == 200:

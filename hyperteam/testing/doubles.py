@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Union
 
 from hyperteam.errors import HyperteamError
 from hyperteam.models.types import ChatRequest, ChatResult, Completion, Usage
@@ -25,7 +24,7 @@ def _result(name: str, request: ChatRequest, texts: list[str]) -> ChatResult:
     return ChatResult([Completion(t, "stop") for t in texts], usage, model=name)
 
 
-Scripted = Union[str, HyperteamError, Callable[[ChatRequest], str]]
+Scripted = str | HyperteamError | Callable[[ChatRequest], str]
 
 
 class ScriptedModel:
@@ -81,9 +80,7 @@ class FunctionModel:
         >>> model = FunctionModel(lambda request: "#### 42")
     """
 
-    def __init__(
-        self, fn: Callable[[ChatRequest], str | Awaitable[str]], *, name: str = "function"
-    ) -> None:
+    def __init__(self, fn: Callable[[ChatRequest], str | Awaitable[str]], *, name: str = "function") -> None:
         self.name = name
         self.fn = fn
         self.requests: list[ChatRequest] = []
