@@ -33,4 +33,7 @@ async def main(n: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 10))
+    try:
+        asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 10))
+    except ht.HyperteamError as exc:
+        sys.exit(f"quickstart: error: {exc}")
