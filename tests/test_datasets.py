@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,22 +9,6 @@ import pytest
 from hyperteam.errors import ConfigError
 from hyperteam.evals import datasets
 from hyperteam.evals._numbers import normalize_number
-
-
-def _find_data() -> Path | None:
-    for candidate in (Path(__file__).resolve().parents[2] / "shared" / "data", os.environ.get("HYPERTEAM_DATA_DIR")):
-        if candidate and (Path(candidate) / "gsm8k" / "test.jsonl").is_file():
-            return Path(candidate)
-    return None
-
-
-@pytest.fixture
-def suites_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
-    found = _find_data()
-    if found is None:
-        pytest.skip("suite data not found (set HYPERTEAM_DATA_DIR)")
-    monkeypatch.setenv("HYPERTEAM_DATA_DIR", str(found))
-    return found
 
 
 @pytest.mark.parametrize(
@@ -52,7 +35,7 @@ def test_normalize_number(text: object, expected: str | None) -> None:
     assert normalize_number(text) == expected  # type: ignore[arg-type]
 
 
-def test_gsm8k_counts_ids_and_gold(suites_dir: Path) -> None:
+def test_gsm8k_counts_ids_and_gold(data_dir: Path) -> None:
     test = datasets.load("gsm8k", split="test")
     train = datasets.load("gsm8k", split="train")
     assert (len(test), len(train)) == (1319, 7473)
@@ -62,7 +45,7 @@ def test_gsm8k_counts_ids_and_gold(suites_dir: Path) -> None:
     assert all("," not in p.answer and normalize_number(p.answer) == p.answer for p in train)
 
 
-def test_gsm_hard_and_multiarith_load(suites_dir: Path) -> None:
+def test_gsm_hard_and_multiarith_load(data_dir: Path) -> None:
     hard = datasets.load("gsm-hard")
     arith = datasets.load("multiarith", limit=10)
     assert len(hard) == 1319 and hard[0].id == "gsm-hard-test-0000"
@@ -70,9 +53,9 @@ def test_gsm_hard_and_multiarith_load(suites_dir: Path) -> None:
     assert len(arith) == 10 and arith[0].answer == "39"
 
 
-def test_explicit_data_dir_and_limit(suites_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explicit_data_dir_and_limit(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HYPERTEAM_DATA_DIR")
-    problems = datasets.load("gsm8k", limit=3, data_dir=suites_dir)
+    problems = datasets.load("gsm8k", limit=3, data_dir=data_dir)
     assert [p.id for p in problems] == ["gsm8k-test-0000", "gsm8k-test-0001", "gsm8k-test-0002"]
 
 

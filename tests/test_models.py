@@ -185,3 +185,12 @@ def test_specs_resolve(monkeypatch: pytest.MonkeyPatch):
     default = resolve(None, runtime=rt)
     assert isinstance(default, EndpointModel) and default.endpoint.base_url == "http://127.0.0.1:8001/v1"
     assert resolve("sim:0.9", runtime=rt).name == "sim:0.9"
+
+
+async def test_the_rate_limit_spaces_requests(serve):
+    server = await serve(Server())
+    model = EndpointModel(Endpoint(server.url, requests_per_second=20), "m")
+    started = time.perf_counter()
+    await asyncio.gather(*(model.chat(_request()) for _ in range(30)))
+    # A burst of 20 goes at once, the next 10 at 20 per second.
+    assert time.perf_counter() - started >= 0.45 and server.hits == 30

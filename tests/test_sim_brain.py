@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
@@ -17,24 +16,8 @@ from hyperteam.testing.sim import LatencyModel, SimBrain, SimModel
 from hyperteam.testing.sim.tokenizer import count_message_tokens, count_tokens, truncate_tokens
 
 
-def _find_data() -> Path | None:
-    for candidate in (Path(__file__).resolve().parents[2] / "shared" / "data", os.environ.get("HYPERTEAM_DATA_DIR")):
-        if candidate and (Path(candidate) / "gsm8k" / "test.jsonl").is_file():
-            return Path(candidate)
-    return None
-
-
 @pytest.fixture
-def suites_dir(monkeypatch: pytest.MonkeyPatch) -> Path:
-    found = _find_data()
-    if found is None:
-        pytest.skip("suite data not found (set HYPERTEAM_DATA_DIR)")
-    monkeypatch.setenv("HYPERTEAM_DATA_DIR", str(found))
-    return found
-
-
-@pytest.fixture
-def gsm8k(suites_dir: Path) -> list[datasets.Problem]:
+def gsm8k(data_dir: Path) -> list[datasets.Problem]:
     return datasets.load("gsm8k", split="test", limit=300)
 
 
@@ -90,7 +73,7 @@ def test_model_name_sets_accuracy(gsm8k: list[datasets.Problem]) -> None:
     assert correct / len(gsm8k) >= 0.84
 
 
-def test_wrong_answers_never_equal_gold_and_are_correlated(suites_dir: Path) -> None:
+def test_wrong_answers_never_equal_gold_and_are_correlated(data_dir: Path) -> None:
     brain = SimBrain(accuracy=0.0)
     problems = datasets.load("gsm8k", limit=150) + datasets.load("gsm-hard", limit=150)
     for p in problems:
@@ -161,7 +144,7 @@ def test_bad_settings_raise_config_error() -> None:
         SimBrain(suites=("gsm9k",))
 
 
-def test_loading_is_lazy_and_quick(suites_dir: Path) -> None:
+def test_loading_is_lazy_and_quick(data_dir: Path) -> None:
     started = time.perf_counter()
     brain = SimBrain()
     assert time.perf_counter() - started < 0.05  # nothing is read until first use

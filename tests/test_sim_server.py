@@ -18,6 +18,7 @@ import pytest_asyncio
 
 from hyperteam.testing.sim import LatencyModel, SimBrain, SimServer, start_sim_subprocess, stop_sim_subprocess
 from hyperteam.testing.sim.tokenizer import count_message_tokens, count_tokens
+from tests.conftest import DATA_DIR
 
 QUESTION = "A farmer has 12 cows and buys 30 more. How many cows does the farmer have?"
 MESSAGES = [{"role": "user", "content": QUESTION}]
@@ -291,15 +292,8 @@ async def test_client_leaving_mid_request_leaves_in_flight(brain: SimBrain, tmp_
     assert statuses == [499, 499, 499, 200]
 
 
-def _find_data() -> Path | None:
-    for candidate in (Path(__file__).resolve().parents[2] / "shared" / "data", os.environ.get("HYPERTEAM_DATA_DIR")):
-        if candidate and (Path(candidate) / "gsm8k" / "test.jsonl").is_file():
-            return Path(candidate)
-    return None
-
-
 def test_subprocess_server_answers_and_stops_cleanly(tmp_path: Path) -> None:
-    data = _find_data()
+    data = DATA_DIR
     args = ["--latency-ms", "0", "--accuracy", "0.9"] + (["--data-dir", str(data)] if data else [])
     proc, url = start_sim_subprocess(*args)
     try:

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
+from hyperteam.agents.messages import TraceEvent
 from hyperteam.agents.parsing import extract_answer
 from hyperteam.bench.ideal import ideal_wall_time
 from hyperteam.errors import ConfigError
@@ -75,26 +76,29 @@ async def _measure(problems: list[Problem], concurrency: int, solve: Callable[[P
 async def run_hyperteam(team: LayeredTeam, url: str, problems: list[Problem], concurrency: int) -> Measured:
     async with Runtime(max_concurrency=concurrency) as runtime:
         model = f"{url}#sim-0.8"
-        results, wall, cpu = await _measure(
-            problems, concurrency, lambda p: team.run(p.question, runtime=runtime, model=model)
-        )
-    m = Measured(wall, cpu, 0, 0, 0)
-    for p, r in zip(problems, results, strict=True):
-        if isinstance(r, BaseException):
-            m.failed += 1
-            m.stages.append([])
-            continue
-        m.calls += r.usage.calls
-        m.correct += r.answer == p.answer
-        per_layer: dict[str, list[int]] = {}
-        fusion_calls: list[list[int]] = []
-        for ev in r.trace:
-            if ev.kind == "agent" and ev.error is None:
-                per_layer.setdefault(ev.layer, []).append(ev.usage.completion_tokens)
-            elif ev.kind == "fusion" and ev.usage.calls:
-                fusion_calls.append([ev.usage.completion_tokens])
-        m.stages.append(list(per_layer.values()) + fusion_calls)
-    return m
+
+        async def solve(p: Problem) -> tuple[str, list[list[int]]]:
+            result = await team.run(p.question, runtime=runtime, model=model)
+            return result.text, _stages(result.trace)
+
+        results, wall, cpu = await _measure(problems, concurrency, solve)
+    return _tally(problems, results, wall, cpu)
+
+
+def _stages(trace: list[TraceEvent]) -> list[list[int]]:
+    """Completion tokens of each call, grouped into the stages that ran one after another."""
+    stages: list[list[int]] = []
+    layer = None
+    for ev in trace:
+        if ev.kind == "agent" and ev.error is None:
+            if ev.layer != layer:
+                stages.append([])
+                layer = ev.layer
+            stages[-1].append(ev.usage.completion_tokens)
+        elif ev.kind == "fusion" and ev.usage.calls:
+            stages.append([ev.usage.completion_tokens])
+            layer = None
+    return stages
 
 
 def _messages(team: LayeredTeam, question: str) -> tuple[list[list[dict[str, str]]], Any]:
@@ -133,7 +137,7 @@ async def run_asyncio(team: LayeredTeam, url: str, problems: list[Problem], conc
 
     results, wall, cpu = await _measure(problems, concurrency, solve)
     await client.close()
-    return _tally(problems, results, wall, cpu, calls_per_problem=4)
+    return _tally(problems, results, wall, cpu)
 
 
 class _GraphState(TypedDict):
@@ -187,10 +191,10 @@ async def run_langgraph(team: LayeredTeam, url: str, problems: list[Problem], co
 
     results, wall, cpu = await _measure(problems, concurrency, solve)
     await client.close()
-    return _tally(problems, results, wall, cpu, calls_per_problem=4)
+    return _tally(problems, results, wall, cpu)
 
 
-def _tally(problems: list[Problem], results: list[Any], wall: float, cpu: float, *, calls_per_problem: int) -> Measured:
+def _tally(problems: list[Problem], results: list[Any], wall: float, cpu: float) -> Measured:
     m = Measured(wall, cpu, 0, 0, 0)
     for p, r in zip(problems, results, strict=True):
         if isinstance(r, BaseException):
@@ -198,7 +202,7 @@ def _tally(problems: list[Problem], results: list[Any], wall: float, cpu: float,
             m.stages.append([])
             continue
         text, stages = r
-        m.calls += calls_per_problem
+        m.calls += sum(len(stage) for stage in stages)
         m.correct += extract_answer(text) == p.answer
         m.stages.append(stages)
     return m

@@ -1,0 +1,20 @@
+"""The public surface is a promise: this pins it, so that a change to it is a decision."""
+
+import hyperteam as ht
+
+EXPORTED = {
+    "Agent", "AgentOutput", "ChatModel", "ChatRequest", "ChatResult", "ConfigError", "Fusion", "HyperteamError",
+    "Layer", "LayeredTeam", "LimitError", "ModelError", "ParseError", "Runtime", "Team", "TeamResult", "TraceEvent",
+    "Usage", "__version__", "datasets", "extract_answer", "get_fusion", "load_team", "models",
+}  # fmt: skip
+
+
+def test_exported_names_are_pinned():
+    assert set(ht.__all__) == EXPORTED
+    for name in ht.__all__:
+        assert getattr(ht, name) is not None
+
+
+def test_errors_form_one_hierarchy():
+    for error in (ht.ConfigError, ht.ModelError, ht.ParseError, ht.LimitError):
+        assert issubclass(error, ht.HyperteamError)
