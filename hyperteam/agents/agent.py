@@ -67,9 +67,16 @@ class Agent(BaseModel):
         )
         return [{"role": "system", "content": _system_prompt()}, {"role": "user", "content": user}]
 
-    async def respond(self, model: ChatModel, messages: list[dict[str, str]], *, sample_index: int = 0) -> AgentOutput:
-        """Calls ``model`` and parses the answer. A failed call becomes an output with ``error`` set."""
+    async def respond(
+        self, model: ChatModel, messages: list[dict[str, str]], *, sample_index: int = 0, logprobs: bool = False
+    ) -> AgentOutput:
+        """Calls ``model`` and parses the answer. A failed call becomes an output with ``error`` set.
+
+        ``logprobs=True`` asks the server for token logprobs (for ``confidence_vote``).
+        """
         request = ChatRequest(messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=self.seed)
+        if logprobs:
+            request.extra["logprobs"] = True
         try:
             result = await model.chat(request, sample_index=sample_index)
         except ModelError as exc:

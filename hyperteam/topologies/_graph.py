@@ -23,10 +23,11 @@ from langgraph.graph import END, START, StateGraph
 
 from hyperteam.agents.messages import AgentOutput, TraceEvent
 from hyperteam.errors import ModelError
-from hyperteam.fusion import FusionContext
+from hyperteam.fusion import FusionContext, FusionResult
 from hyperteam.topologies.result import RunContext, TeamResult, total_usage
 
 if TYPE_CHECKING:
+    from hyperteam.agents.agent import Agent
     from hyperteam.topologies.layered import Layer, LayeredTeam
 
 
@@ -52,37 +53,46 @@ def _layer_node(layer: Layer) -> Any:
     async def run_layer(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
         ctx: RunContext = config["configurable"]["ctx"]
         task, layer_input = state["task"], state["input"]
-        outputs: list[AgentOutput] = await asyncio.gather(
-            *(
-                agent.respond(ctx.model(agent.model), agent.messages(task, layer_input, layer.input_title))
-                for agent in layer.agents
-            )
-        )
-        events = [
-            TraceEvent("agent", layer.name, o.agent, layer_input or task, o.text, o.answer, o.usage, o.error)
-            for o in outputs
-        ]
-        if not any(o.ok for o in outputs):
-            raise ModelError(f"layer {layer.name!r}: {_failures(outputs)}", kind=_first_kind(outputs))
         fusion = layer.fusion_impl
-        fused = await fusion.fuse(task, outputs, FusionContext(layer.name, ctx.model))
-        out = fused.output
-        events.append(
-            TraceEvent(
-                "fusion",
-                layer.name,
-                out.agent,
-                "\n".join(f"{o.agent}: {o.answer}" for o in outputs),
-                out.text,
-                out.answer,
-                out.usage,
-                out.error,
-                {"strategy": fusion.name, "reason": fused.reason, **fused.detail},
+        logprobs = fusion.needs_logprobs
+
+        async def call_agent(agent: Agent, messages: list[dict[str, str]]) -> AgentOutput:
+            return await agent.respond(ctx.model(agent.model), messages, logprobs=logprobs)
+
+        outputs: list[AgentOutput] = []
+        if not fusion.drives_agents:
+            outputs = await asyncio.gather(
+                *(call_agent(agent, agent.messages(task, layer_input, layer.input_title)) for agent in layer.agents)
             )
-        )
-        return {"input": out.text, "answer": out.answer, "trace": events}
+        events = [agent_event(layer.name, layer_input or task, o) for o in outputs]
+        if outputs and not any(o.ok for o in outputs):
+            raise ModelError(f"layer {layer.name!r}: {_failures(outputs)}", kind=_first_kind(outputs))
+        fctx = FusionContext(layer.name, ctx.model, layer.agents, call_agent, layer_input, layer.input_title)
+        fused = await fusion.fuse(task, outputs, fctx)
+        events.extend(fused.events)
+        events.append(fusion_event(layer.name, fusion.name, outputs, fused))
+        return {"input": fused.output.text, "answer": fused.output.answer, "trace": events}
 
     return run_layer
+
+
+def agent_event(layer: str, input_text: str, o: AgentOutput) -> TraceEvent:
+    return TraceEvent("agent", layer, o.agent, input_text, o.text, o.answer, o.usage, o.error)
+
+
+def fusion_event(layer: str, strategy: str, outputs: list[AgentOutput], fused: FusionResult) -> TraceEvent:
+    out = fused.output
+    return TraceEvent(
+        "fusion",
+        layer,
+        out.agent,
+        "\n".join(f"{o.agent}: {o.answer}" for o in outputs),
+        out.text,
+        out.answer,
+        out.usage,
+        out.error,
+        {"strategy": strategy, "reason": fused.reason, **fused.detail},
+    )
 
 
 def _failures(outputs: list[AgentOutput]) -> str:
