@@ -52,6 +52,14 @@ class TraceEvent:
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(
+        cls, layer: str, input: str, output: AgentOutput, *, kind: str = "agent", detail: dict[str, Any] | None = None
+    ) -> TraceEvent:
+        """The event of an agent call (or another step) that produced ``output`` from ``input``."""
+        o = output
+        return cls(kind, layer, o.agent, input, o.text, o.answer, o.usage, o.error, detail or {})
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

@@ -64,7 +64,7 @@ def _layer_node(layer: Layer) -> Any:
             outputs = await asyncio.gather(
                 *(call_agent(agent, agent.messages(task, layer_input, layer.input_title)) for agent in layer.agents)
             )
-        events = [agent_event(layer.name, layer_input or task, o) for o in outputs]
+        events = [TraceEvent.of(layer.name, layer_input or task, o) for o in outputs]
         if outputs and not any(o.ok for o in outputs):
             raise ModelError(f"layer {layer.name!r}: {_failures(outputs)}", kind=_first_kind(outputs))
         fctx = FusionContext(layer.name, ctx.model, layer.agents, call_agent, layer_input, layer.input_title)
@@ -76,23 +76,10 @@ def _layer_node(layer: Layer) -> Any:
     return run_layer
 
 
-def agent_event(layer: str, input_text: str, o: AgentOutput) -> TraceEvent:
-    return TraceEvent("agent", layer, o.agent, input_text, o.text, o.answer, o.usage, o.error)
-
-
 def fusion_event(layer: str, strategy: str, outputs: list[AgentOutput], fused: FusionResult) -> TraceEvent:
-    out = fused.output
-    return TraceEvent(
-        "fusion",
-        layer,
-        out.agent,
-        "\n".join(f"{o.agent}: {o.answer}" for o in outputs),
-        out.text,
-        out.answer,
-        out.usage,
-        out.error,
-        {"strategy": strategy, "reason": fused.reason, **fused.detail},
-    )
+    seen = "\n".join(f"{o.agent}: {o.answer}" for o in outputs)
+    detail = {"strategy": strategy, "reason": fused.reason, **fused.detail}
+    return TraceEvent.of(layer, seen, fused.output, kind="fusion", detail=detail)
 
 
 def _failures(outputs: list[AgentOutput]) -> str:
