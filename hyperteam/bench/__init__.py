@@ -6,7 +6,7 @@ import importlib
 
 from hyperteam.errors import ConfigError
 
-BENCHMARKS = {"orchestration": "hyperteam.bench.orchestration"}
+BENCHMARKS = {"orchestration": "hyperteam.bench.orchestration", "prefix": "hyperteam.bench.prefix"}
 
 
 def run_benchmark(name: str, argv: list[str]) -> int:

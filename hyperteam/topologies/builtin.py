@@ -8,12 +8,14 @@ from hyperteam.agents.agent import Agent
 from hyperteam.topologies.layered import Layer, LayeredTeam
 from hyperteam.topologies.team import Team
 
-_FINAL = 'End with a final line "#### <number>".'
+# The shared system prompt (prompts/agent.yaml) already asks for step-by-step
+# reasoning and a final "#### <answer>" line; per-agent text stays short, since
+# it is the part of each prompt that a prefix cache cannot share.
 
 
 def single() -> Team:
     """One agent, one call: the baseline every team must beat."""
-    solver = Agent(name="solver", role="a careful math tutor", instructions=f"Solve the problem step by step. {_FINAL}")
+    solver = Agent(name="solver", role="a careful math tutor", instructions="Solve the problem.")
     return LayeredTeam([Layer("solve", agents=[solver])], name="single", description=single.__doc__ or "")
 
 
@@ -22,7 +24,7 @@ def self_consistency(samples: int = 5) -> Team:
     base = Agent(
         name="sample0",
         role="a careful math tutor",
-        instructions=f"Solve the problem step by step. {_FINAL}",
+        instructions="Solve the problem.",
         temperature=0.7,
     )
     agents = [base.clone(name=f"sample{i}") for i in range(samples)]
@@ -41,25 +43,22 @@ def ann_gsm8k() -> Team:
     corrects it where it is wrong.
     """
     solvers = [
-        Agent(name="tutor", role="a careful math tutor", instructions=f"Solve the problem step by step. {_FINAL}"),
+        Agent(name="tutor", role="a careful math tutor", instructions="Solve the problem."),
         Agent(
             name="algebraist",
             role="an algebraist who writes the quantities as equations",
-            instructions=f"Define the unknowns, write the equations and solve them. {_FINAL}",
+            instructions="Write the equations and solve them.",
         ),
         Agent(
             name="accountant",
             role="a meticulous accountant who tracks every quantity",
-            instructions=f"List each quantity and update it line by line until the question is answered. {_FINAL}",
+            instructions="Track each quantity line by line.",
         ),
     ]
     verifier = Agent(
         name="verifier",
         role="a strict verifier",
-        instructions=(
-            "Check the proposed solution against the problem, step by step. If a step is wrong, "
-            f"fix it and finish the solution correctly; otherwise restate the answer. {_FINAL}"
-        ),
+        instructions="Check the proposed solution step by step; fix any wrong step, else restate the answer.",
     )
     return LayeredTeam(
         [

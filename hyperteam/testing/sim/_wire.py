@@ -42,6 +42,7 @@ class Request:
         "in_flight",
         "include_usage",
         "key",
+        "messages",
         "model",
         "prompt_tokens",
         "service_s",
@@ -63,6 +64,7 @@ class Request:
         self.stream: Stream | None = None
         self.fault: str | None = None
         self.key = ""
+        self.messages: list[dict[str, str]] | None = None
         self.id = ""
         self.in_flight = 0
         self.prompt_tokens = 0

@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for answers and faults (default 0)")
     parser.add_argument("--request-log", metavar="FILE", help="append one JSON line per request to FILE")
+    parser.add_argument(
+        "--log-messages", action="store_true", help="with --request-log: include each request's messages"
+    )
     parser.add_argument("--data-dir", metavar="DIR", help="folder holding the suites (default $HYPERTEAM_DATA_DIR)")
 
 
@@ -108,6 +111,7 @@ def _build(args: argparse.Namespace) -> tuple[SimBrain, SimServer]:
         fault_rate=args.fault_rate,
         faults=faults,
         request_log=args.request_log,
+        log_messages=args.log_messages,
         seed=args.seed,
     )
     return brain, server

@@ -64,6 +64,7 @@ class SimServer:
         fault_rate: probability that a request meets a fault.
         faults: the fault kinds to choose from, uniformly (``FAULT_KINDS``).
         request_log: a JSONL file that gets one line per chat request.
+        log_messages: also write each request's messages in its log line (for prefix studies).
         seed: makes the fault sequence reproducible.
 
     Example:
@@ -83,6 +84,7 @@ class SimServer:
         fault_rate: float = 0.0,
         faults: Sequence[str] = FAULT_KINDS,
         request_log: str | os.PathLike[str] | None = None,
+        log_messages: bool = False,
         seed: int = 0,
     ) -> None:
         if max_concurrency < 1:
@@ -98,6 +100,7 @@ class SimServer:
         self.fault_rate = float(fault_rate)
         self.faults = tuple(faults)
         self.request_log = Path(request_log) if request_log is not None else None
+        self.log_messages = log_messages
         self.seed = int(seed)
         self.host = "127.0.0.1"
         self.port = 0
@@ -223,6 +226,8 @@ class SimServer:
                 option=orjson.OPT_SORT_KEYS,
             )
             req.key = hashlib.blake2b(key, digest_size=16).hexdigest()
+            if self.log_messages:
+                req.messages = request.messages
         conn.state = req
         if req.fault in _ERRORS:
             headers, code, type_ = _ERRORS[req.fault]
@@ -333,6 +338,8 @@ class SimServer:
             "queue_ms": round(queue_ms, 3),
             "service_ms": round(service_ms, 3),
         }
+        if req.messages is not None:
+            entry["messages"] = req.messages
         self._log_lines.append(orjson.dumps(entry) + b"\n")
         if self._log_timer is None and self._loop is not None:
             self._log_timer = self._loop.call_later(_LOG_FLUSH_S, self._flush_log)

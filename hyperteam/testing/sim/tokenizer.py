@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["count_message_tokens", "count_tokens", "message_text", "truncate_tokens"]
+__all__ = ["count_message_tokens", "count_tokens", "message_text", "message_tokens", "tokenize", "truncate_tokens"]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -28,6 +28,24 @@ def count_tokens(text: str) -> int:
         8
     """
     return len(_TOKEN.findall(text))
+
+
+def tokenize(text: str) -> list[str]:
+    """The tokens of ``text``, as :func:`count_tokens` counts them."""
+    return _TOKEN.findall(text)
+
+
+def message_tokens(messages: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The prompt as one token sequence, with a chat template's markers around each message.
+
+    Its length is :func:`count_message_tokens`; prefix-cache studies compare these sequences.
+    """
+    tokens: list[str] = []
+    for message in messages:
+        tokens += ["<|start|>", str(message.get("role", "")), "<|message|>"]
+        tokens += _TOKEN.findall(message_text(message))
+        tokens.append("<|end|>")
+    return tokens
 
 
 # System prompts and questions repeat across agents and rounds, so counting
