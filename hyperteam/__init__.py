@@ -15,7 +15,7 @@ from hyperteam.errors import ConfigError, HyperteamError, LimitError, ModelError
 from hyperteam.evals import datasets
 from hyperteam.fusion import Fusion, get_fusion
 from hyperteam.models import ChatModel, ChatRequest, ChatResult, Runtime, Usage
-from hyperteam.topologies import Layer, LayeredTeam, Team, TeamResult, load_team
+from hyperteam.topologies import HypergraphTeam, Layer, LayeredTeam, Team, TeamResult, load_team
 
 __version__ = "0.1.0"
 
@@ -27,6 +27,7 @@ __all__ = [
     "ChatResult",
     "ConfigError",
     "Fusion",
+    "HypergraphTeam",
     "HyperteamError",
     "Layer",
     "LayeredTeam",

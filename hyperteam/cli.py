@@ -75,6 +75,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return sim_cli.main(args)
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from hyperteam import cli_show
+
+    return cli_show.main(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from hyperteam.bench import run_benchmark
 
@@ -101,8 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cli.add_arguments(sim)
     sim.set_defaults(func=cmd_sim)
 
+    from hyperteam import cli_show
+
+    show = sub.add_parser(
+        "show",
+        help="print a team's topology (Mermaid/DOT), optionally a PNG",
+        description="Print a team's topology as Mermaid (default) or DOT; --png draws it.",
+    )
+    cli_show.add_arguments(show)
+    show.set_defaults(func=cmd_show)
+
     bench = sub.add_parser("bench", help="run a benchmark", description="Run a benchmark (see bench/README.md).")
-    bench.add_argument("name", help="benchmark name: orchestration")
+    bench.add_argument("name", help="benchmark name: orchestration, prefix")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="the benchmark's own options (--help)")
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -58,7 +58,7 @@ def test_run_prints_answer_tokens_and_calls():
 
 
 @needs_data
-def test_run_through_the_sim_server(tmp_path: Path):
+def test_run_through_the_sim_server(tmp_path: Path, data_dir: Path):
     from hyperteam.testing.sim import start_sim_subprocess, stop_sim_subprocess
 
     log = tmp_path / "requests.jsonl"
@@ -102,7 +102,7 @@ def test_usage_errors_exit_2_without_a_traceback():
     assert_one_line_error(hyperteam("sim", "--accuracy", "1.5"))
 
 
-@pytest.mark.parametrize("verb", ["run", "sim", "bench"])
+@pytest.mark.parametrize("verb", ["run", "sim", "bench", "show"])
 def test_every_verb_has_help(verb: str):
     proc = hyperteam(verb, "--help")
     assert proc.returncode == 0 and "usage: hyperteam" in proc.stdout

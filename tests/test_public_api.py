@@ -3,8 +3,8 @@
 import hyperteam as ht
 
 EXPORTED = {
-    "Agent", "AgentOutput", "ChatModel", "ChatRequest", "ChatResult", "ConfigError", "Fusion", "HyperteamError",
-    "Layer", "LayeredTeam", "LimitError", "ModelError", "ParseError", "Runtime", "Team", "TeamResult", "TraceEvent",
+    "Agent", "AgentOutput", "ChatModel", "ChatRequest", "ChatResult", "ConfigError", "Fusion", "HypergraphTeam",
+    "HyperteamError", "Layer", "LayeredTeam", "LimitError", "ModelError", "ParseError", "Runtime", "Team", "TeamResult", "TraceEvent",
     "Usage", "__version__", "datasets", "extract_answer", "get_fusion", "load_team", "models",
 }  # fmt: skip
 

@@ -1,4 +1,9 @@
-"""Fusion strategies: how a layer combines its agents' outputs, selectable by name or spec."""
+"""Fusion strategies: how a layer combines its agents' outputs, selectable by name or spec.
+
+Example:
+    >>> get_fusion({"name": "debate", "max_rounds": 2})
+    Debate(max_rounds=2, consensus=0.6666666666666666)
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from hyperteam.errors import ConfigError
+from hyperteam.fusion.adaptive import Adaptive
 from hyperteam.fusion.base import Fusion, FusionContext, FusionResult
+from hyperteam.fusion.chain import Chain
+from hyperteam.fusion.collect import Collect
+from hyperteam.fusion.confidence import ConfidenceVote
+from hyperteam.fusion.debate import Debate
+from hyperteam.fusion.judge import Judge
+from hyperteam.fusion.ranked import RankedVote
+from hyperteam.fusion.select import LLMSelect
 from hyperteam.fusion.synthesize import LLMSynthesize
-from hyperteam.fusion.vote import MajorityVote, plurality
+from hyperteam.fusion.vote import MajorityVote, plurality, weighted_plurality
+from hyperteam.fusion.weighted import WeightedVote
 
 REGISTRY: dict[str, type[Fusion]] = {}
 
@@ -20,7 +34,19 @@ def register(cls: type[Fusion]) -> type[Fusion]:
     return cls
 
 
-for _cls in (MajorityVote, LLMSynthesize):
+for _cls in (
+    MajorityVote,
+    Collect,
+    WeightedVote,
+    ConfidenceVote,
+    LLMSynthesize,
+    LLMSelect,
+    Judge,
+    RankedVote,
+    Debate,
+    Chain,
+    Adaptive,
+):
     register(_cls)
 
 
@@ -28,7 +54,7 @@ def get_fusion(spec: str | dict[str, Any] | Fusion) -> Fusion:
     """A fusion strategy from a name (``"majority_vote"``) or a spec (``{"name": ..., **params}``).
 
     Raises:
-        ConfigError: unknown name or bad parameters.
+        ConfigError: unknown name or bad parameters; the message names the fusion and the field.
     """
     if isinstance(spec, Fusion):
         return spec
@@ -49,17 +75,28 @@ def get_fusion(spec: str | dict[str, Any] | Fusion) -> Fusion:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"fusion {name!r}: {where}: {first['msg']}") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"fusion {name!r}: {where}: {msg}" if where else f"fusion {name!r}: {msg}") from None
 
 
 __all__ = [
     "REGISTRY",
+    "Adaptive",
+    "Chain",
+    "Collect",
+    "ConfidenceVote",
+    "Debate",
     "Fusion",
     "FusionContext",
     "FusionResult",
+    "Judge",
+    "LLMSelect",
     "LLMSynthesize",
     "MajorityVote",
+    "RankedVote",
+    "WeightedVote",
     "get_fusion",
     "plurality",
     "register",
+    "weighted_plurality",
 ]

@@ -6,7 +6,7 @@ from hyperteam.agents.messages import AgentOutput
 from hyperteam.agents.parsing import extract_answer
 from hyperteam.errors import ModelError
 from hyperteam.fusion.base import Fusion, FusionContext, FusionResult
-from hyperteam.fusion.vote import plurality
+from hyperteam.fusion.vote import majority_fallback, no_answer
 from hyperteam.models.types import ChatRequest
 from hyperteam.prompts import render
 
@@ -17,6 +17,16 @@ class LLMSynthesize(Fusion):
     With a single output there is nothing to synthesise and no call is made.
     If the aggregator's call fails, the layer falls back to a majority vote
     and says so in the trace.
+
+    Args:
+        model: the aggregator's model spec; None is the team's default model.
+        instructions: the last line of the aggregator's prompt (the answer format).
+        temperature: the aggregator's sampling temperature (None: the server's default).
+
+    Example:
+        >>> import hyperteam as ht
+        >>> solvers = [ht.Agent(name=f"s{i}") for i in range(3)]
+        >>> layer = ht.Layer("solve", agents=solvers, fusion={"name": "llm_synthesize", "model": "sim:0.9"})
     """
 
     name = "llm_synthesize"
@@ -33,19 +43,13 @@ class LLMSynthesize(Fusion):
                 AgentOutput(f"{ctx.layer}.synthesize", only.text, only.answer), "a single output: passed through"
             )
         if not ok:
-            return FusionResult(AgentOutput(f"{ctx.layer}.synthesize", "", None), "every agent failed")
+            return no_answer(ctx.layer, "synthesize", outputs)
         prompt = render("fusion", "synthesize", task=task, outputs=ok, instructions=self.instructions)
         messages = [{"role": "user", "content": prompt}]
         try:
             result = await ctx.model(self.model).chat(ChatRequest(messages, temperature=self.temperature))
         except ModelError as exc:
-            winner, votes = plurality(ok)
-            chosen = next((o for o in ok if o.answer == winner), ok[0])
-            return FusionResult(
-                AgentOutput(f"{ctx.layer}.synthesize", chosen.text, winner),
-                f"aggregator failed ({exc.kind}); fell back to majority vote",
-                {"votes": votes, "error": str(exc)},
-            )
+            return majority_fallback(ctx.layer, "synthesize", ok, f"aggregator failed ({exc.kind})", error=str(exc))
         text = result.text
         return FusionResult(
             AgentOutput(f"{ctx.layer}.synthesize", text, extract_answer(text), result.usage),

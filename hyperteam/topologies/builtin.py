@@ -70,8 +70,126 @@ def ann_gsm8k() -> Team:
     )
 
 
+def _math_agents() -> list[Agent]:
+    """Five math solvers with different habits, shared by the graph and hypergraph teams."""
+    return [
+        Agent(name="tutor", role="a careful math tutor", instructions="Solve the problem."),
+        Agent(name="algebraist", role="an algebraist", instructions="Write the equations and solve them."),
+        Agent(name="accountant", role="a meticulous accountant", instructions="Track each quantity line by line."),
+        Agent(name="estimator", role="an estimator", instructions="Check magnitudes and units as you go."),
+        Agent(name="skeptic", role="a skeptic", instructions="Look for the trap in the question."),
+    ]
+
+
+_PEERS = "Consider the other solutions, then give your own."
+
+
+def moa() -> Team:
+    """Mixture-of-Agents (Wang et al. 2024): 3 proposers x 2 layers, then an aggregator.
+
+    The first layer's responses all go to the second layer's proposers, whose
+    responses an aggregator synthesises into one answer: 7 calls a problem.
+    """
+    proposers = _math_agents()[:3]
+    refiners = [a.clone(name=f"{a.name}2", instructions=_PEERS) for a in proposers]
+    return LayeredTeam(
+        [
+            Layer("propose", agents=proposers, fusion="collect"),
+            Layer("refine", agents=refiners, fusion="llm_synthesize", input_title="Responses from the team"),
+        ],
+        name="moa",
+        description=(moa.__doc__ or "").split("\n")[0],
+    )
+
+
+def debate() -> Team:
+    """Three agents debate (Du et al. 2023) until more than 2/3 agree, at most 3 rounds (DyLAN's early stop)."""
+    return LayeredTeam(
+        [Layer("debate", agents=_math_agents()[:3], fusion={"name": "debate", "max_rounds": 3})],
+        name="debate",
+        description=debate.__doc__ or "",
+    )
+
+
+def chain() -> Team:
+    """A chain: a solver drafts, a checker reviews the draft, an editor writes the final answer."""
+    return LayeredTeam(
+        [
+            Layer(
+                "draft", agents=[Agent(name="solver", role="a careful math tutor", instructions="Solve the problem.")]
+            ),
+            Layer(
+                "review",
+                agents=[Agent(name="checker", role="a strict checker", instructions="Check every step; fix mistakes.")],
+                input_title="Draft solution",
+            ),
+            Layer(
+                "final",
+                agents=[Agent(name="editor", role="an editor", instructions="Write the final, correct solution.")],
+                input_title="Reviewed solution",
+            ),
+        ],
+        name="chain",
+        description=chain.__doc__ or "",
+    )
+
+
+def star() -> Team:
+    """A star: four spokes solve independently; the hub reads all four and answers."""
+    hub = Agent(name="hub", role="the team lead", instructions="Weigh the solutions and give the correct answer.")
+    return LayeredTeam(
+        [
+            Layer("spokes", agents=_math_agents()[:4], fusion="collect"),
+            Layer("hub", agents=[hub], input_title="Solutions from the team"),
+        ],
+        name="star",
+        description=star.__doc__ or "",
+    )
+
+
+def hypergraph_gsm8k() -> Team:
+    """Five agents in two hyperedges of three (sharing one member), three rounds, majority vote.
+
+    In each round an agent reads the latest outputs of its hyperedges'
+    members; the bridging agent carries information between the groups.
+    """
+    from hyperteam.topologies.hypergraph import HypergraphTeam
+
+    agents = _math_agents()
+    names = [a.name for a in agents]
+    return HypergraphTeam(
+        agents=agents,
+        hyperedges=[names[:3], names[2:]],
+        rounds=3,
+        fusion="majority_vote",
+        name="hypergraph-gsm8k",
+        description=(hypergraph_gsm8k.__doc__ or "").split("\n")[0],
+    )
+
+
+def complete() -> Team:
+    """The complete graph on the same five agents: everyone reads everyone, three rounds, majority vote."""
+    from hyperteam.topologies.hypergraph import HypergraphTeam
+
+    agents = _math_agents()
+    return HypergraphTeam(
+        agents=agents,
+        hyperedges=[[a.name for a in agents]],
+        rounds=3,
+        fusion="majority_vote",
+        name="complete",
+        description=complete.__doc__ or "",
+    )
+
+
 BUILTIN_TEAMS: dict[str, Callable[[], Team]] = {
     "single": single,
     "self-consistency": self_consistency,
     "ann-gsm8k": ann_gsm8k,
+    "moa": moa,
+    "debate": debate,
+    "chain": chain,
+    "star": star,
+    "hypergraph-gsm8k": hypergraph_gsm8k,
+    "complete": complete,
 }

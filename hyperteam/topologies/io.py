@@ -10,10 +10,11 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from hyperteam.errors import ConfigError
+from hyperteam.topologies.hypergraph import HypergraphTeam
 from hyperteam.topologies.layered import LayeredTeam
 from hyperteam.topologies.team import Team
 
-TEAM_KINDS: dict[str, type[Team]] = {"layered": LayeredTeam}
+TEAM_KINDS: dict[str, type[Team]] = {"layered": LayeredTeam, "hypergraph": HypergraphTeam}
 
 
 def team_from_dict(data: Any, *, source: str = "team spec") -> Team:
