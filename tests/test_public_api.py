@@ -4,8 +4,9 @@ import hyperteam as ht
 
 EXPORTED = {
     "Agent", "AgentOutput", "ChatModel", "ChatRequest", "ChatResult", "ConfigError", "Fusion", "HypergraphTeam",
-    "HyperteamError", "Layer", "LayeredTeam", "LimitError", "ModelError", "ParseError", "Runtime", "Team", "TeamResult", "TraceEvent",
-    "Usage", "__version__", "datasets", "extract_answer", "get_fusion", "load_team", "models",
+    "HyperteamError", "Layer", "LayeredTeam", "LimitError", "ModelError", "ParseError", "Runtime", "Team",
+    "TeamResult", "TraceEvent", "Usage", "__version__", "datasets", "extract_answer", "get_fusion", "load_team",
+    "models",
 }  # fmt: skip
 
 

@@ -65,7 +65,7 @@ class Agent(BaseModel):
             role=self.role,
             instructions=self.instructions,
         )
-        return [{"role": "system", "content": _system_prompt()}, {"role": "user", "content": user}]
+        return [system_message(), {"role": "user", "content": user}]
 
     async def respond(
         self, model: ChatModel, messages: list[dict[str, str]], *, sample_index: int = 0, logprobs: bool = False
@@ -94,5 +94,9 @@ class Agent(BaseModel):
 
 @functools.cache
 def _system_prompt() -> str:
-    # The same bytes for every agent of every team: the head of the shared prefix.
     return template("agent", "system").render()
+
+
+def system_message() -> dict[str, str]:
+    """The system message every agent and LLM fusion sends first: the head of the shared prefix."""
+    return {"role": "system", "content": _system_prompt()}

@@ -59,6 +59,16 @@ class FusionResult:
     """Agent calls the fusion made itself (debate rounds, rankings), in order; they go in the trace."""
 
 
+def prompt_messages(prompt: str) -> list[dict[str, str]]:
+    """Messages for an LLM fusion's prompt, after the system message every agent sends.
+
+    Starting with the agents' system message lets a prefix cache reuse it.
+    """
+    from hyperteam.agents.agent import system_message
+
+    return [system_message(), {"role": "user", "content": prompt}]
+
+
 class Fusion(BaseModel):
     """Base of every fusion strategy. Its fields are the strategy's parameters.
 

@@ -9,7 +9,7 @@ from pydantic import Field
 from hyperteam.agents.messages import AgentOutput
 from hyperteam.errors import ModelError
 from hyperteam.fusion._parse import parse_scores, tagged_line
-from hyperteam.fusion.base import Fusion, FusionContext, FusionResult
+from hyperteam.fusion.base import Fusion, FusionContext, FusionResult, prompt_messages
 from hyperteam.fusion.select import candidates
 from hyperteam.fusion.vote import majority_fallback, no_answer
 from hyperteam.models.types import ChatRequest
@@ -61,7 +61,7 @@ class Judge(Fusion):
             only = pool[0]
             return FusionResult(AgentOutput(tag, only.text, only.answer), "a single candidate: passed through", seen)
         prompt = render("fusion", "judge", task=task, outputs=pool, criteria=self.criteria, max_score=self.max_score)
-        request = ChatRequest([{"role": "user", "content": prompt}], temperature=self.temperature)
+        request = ChatRequest(prompt_messages(prompt), temperature=self.temperature)
         try:
             result = await ctx.model(self.model).chat(request)
         except ModelError as exc:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from hyperteam.agents.messages import AgentOutput, TraceEvent
 from hyperteam.errors import ConfigError
 from hyperteam.fusion._parse import parse_ranking, tagged_line
-from hyperteam.fusion.base import AgentCall, Fusion, FusionContext, FusionResult
+from hyperteam.fusion.base import AgentCall, Fusion, FusionContext, FusionResult, prompt_messages
 from hyperteam.fusion.vote import first_with, majority_fallback, no_answer, voters
 from hyperteam.models.types import Usage
 from hyperteam.prompts import render
@@ -100,5 +100,5 @@ class RankedVote(Fusion):
 async def _rank(call: AgentCall, agent: Agent, task: str, reps: list[AgentOutput]) -> tuple[str, AgentOutput]:
     prompt = render("fusion", "rank", task=task, candidates=reps, ranker=agent.name, role=agent.role)
     # The agents' shared system prompt first, so the ranking calls reuse its cached prefix.
-    messages = [agent.messages(task)[0], {"role": "user", "content": prompt}]
+    messages = prompt_messages(prompt)
     return prompt, await call(agent, messages)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hyperteam.agents.messages import AgentOutput
 from hyperteam.errors import ModelError
 from hyperteam.fusion._parse import parse_index, tagged_line
-from hyperteam.fusion.base import Fusion, FusionContext, FusionResult
+from hyperteam.fusion.base import Fusion, FusionContext, FusionResult, prompt_messages
 from hyperteam.fusion.vote import majority_fallback, no_answer
 from hyperteam.models.types import ChatRequest
 from hyperteam.prompts import render
@@ -54,7 +54,7 @@ class LLMSelect(Fusion):
             only = pool[0]
             return FusionResult(AgentOutput(tag, only.text, only.answer), "a single candidate: passed through", seen)
         prompt = render("fusion", "select", task=task, outputs=pool)
-        request = ChatRequest([{"role": "user", "content": prompt}], temperature=self.temperature)
+        request = ChatRequest(prompt_messages(prompt), temperature=self.temperature)
         try:
             result = await ctx.model(self.model).chat(request)
         except ModelError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hyperteam.agents.messages import AgentOutput
 from hyperteam.agents.parsing import extract_answer
 from hyperteam.errors import ModelError
-from hyperteam.fusion.base import Fusion, FusionContext, FusionResult
+from hyperteam.fusion.base import Fusion, FusionContext, FusionResult, prompt_messages
 from hyperteam.fusion.vote import majority_fallback, no_answer
 from hyperteam.models.types import ChatRequest
 from hyperteam.prompts import render
@@ -45,7 +45,7 @@ class LLMSynthesize(Fusion):
         if not ok:
             return no_answer(ctx.layer, "synthesize", outputs)
         prompt = render("fusion", "synthesize", task=task, outputs=ok, instructions=self.instructions)
-        messages = [{"role": "user", "content": prompt}]
+        messages = prompt_messages(prompt)
         try:
             result = await ctx.model(self.model).chat(ChatRequest(messages, temperature=self.temperature))
         except ModelError as exc:
