@@ -43,9 +43,14 @@ def test_orchestration_bench_writes_its_json(tmp_path: Path, data_dir: Path):
 
 
 @needs_data
-def test_prefix_bench_writes_its_json(tmp_path: Path, data_dir: Path):
+def test_prefix_layout_lets_a_cache_reuse_most_prompt_tokens(tmp_path: Path, data_dir: Path):
     out = tmp_path / "prefix.json"
-    assert prefix.main(["--problems", "5", "--teams", "single,ann-gsm8k", "--json", str(out)]) == 0
+    teams_arg = "single,ann-gsm8k,moa,hypergraph-gsm8k,complete"
+    assert prefix.main(["--problems", "10", "--teams", teams_arg, "--json", str(out)]) == 0
     teams = json.loads(out.read_text())["teams"]
-    assert teams["ann-gsm8k"]["calls"] == 20 and teams["single"]["calls"] == 5
-    assert teams["ann-gsm8k"]["prefix_reuse"] > teams["single"]["prefix_reuse"] > 0
+    assert teams["ann-gsm8k"]["calls"] == 40 and teams["single"]["calls"] == 10
+    for name in ("ann-gsm8k", "moa", "hypergraph-gsm8k"):
+        assert teams[name]["prefix_reuse"] >= 0.6, (name, teams[name])
+    # The same five agents and three rounds: the sparse hypergraph sends fewer prompt tokens.
+    assert teams["hypergraph-gsm8k"]["calls"] == teams["complete"]["calls"] == 150
+    assert teams["hypergraph-gsm8k"]["prompt_tokens"] < teams["complete"]["prompt_tokens"]
