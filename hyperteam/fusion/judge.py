@@ -7,12 +7,10 @@ from collections import Counter
 from pydantic import Field
 
 from hyperteam.agents.messages import AgentOutput
-from hyperteam.errors import ModelError
 from hyperteam.fusion._parse import parse_scores, tagged_line
-from hyperteam.fusion.base import Fusion, FusionContext, FusionResult, prompt_messages
-from hyperteam.fusion.select import candidates
-from hyperteam.fusion.vote import majority_fallback, no_answer
-from hyperteam.models.types import ChatRequest
+from hyperteam.fusion.base import Fusion, FusionContext, FusionResult
+from hyperteam.fusion.select import ask_chooser, open_choice
+from hyperteam.fusion.vote import majority_fallback
 from hyperteam.prompts import render
 
 
@@ -52,20 +50,14 @@ class Judge(Fusion):
     temperature: float | None = None
 
     async def fuse(self, task: str, outputs: list[AgentOutput], ctx: FusionContext) -> FusionResult:
-        pool = candidates(outputs)
-        tag = f"{ctx.layer}.{self.name}"
-        if not pool:
-            return no_answer(ctx.layer, self.name, outputs)
-        seen = {"candidates": [{"agent": o.agent, "answer": o.answer} for o in pool]}
-        if len(pool) == 1:
-            only = pool[0]
-            return FusionResult(AgentOutput(tag, only.text, only.answer), "a single candidate: passed through", seen)
+        pool, seen, early = open_choice(ctx.layer, self.name, outputs)
+        if early is not None:
+            return early
         prompt = render("fusion", "judge", task=task, outputs=pool, criteria=self.criteria, max_score=self.max_score)
-        request = ChatRequest(prompt_messages(prompt), temperature=self.temperature)
-        try:
-            result = await ctx.model(self.model).chat(request)
-        except ModelError as exc:
-            return majority_fallback(ctx.layer, self.name, pool, f"judge failed ({exc.kind})", error=str(exc), **seen)
+        result = await ask_chooser(self, ctx, prompt, pool, seen, "judge")
+        if isinstance(result, FusionResult):
+            return result
+        tag = f"{ctx.layer}.{self.name}"
         line = tagged_line(result.text, "Scores")
         scores = parse_scores(line, len(pool), self.max_score)
         if scores is None:

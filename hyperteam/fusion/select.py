@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from hyperteam.agents.messages import AgentOutput
 from hyperteam.errors import ModelError
 from hyperteam.fusion._parse import parse_index, tagged_line
 from hyperteam.fusion.base import Fusion, FusionContext, FusionResult, prompt_messages
 from hyperteam.fusion.vote import majority_fallback, no_answer
-from hyperteam.models.types import ChatRequest
+from hyperteam.models.types import ChatRequest, ChatResult
 from hyperteam.prompts import render
+
+if TYPE_CHECKING:
+    from hyperteam.fusion.judge import Judge
 
 
 def candidates(outputs: list[AgentOutput]) -> list[AgentOutput]:
@@ -17,6 +22,35 @@ def candidates(outputs: list[AgentOutput]) -> list[AgentOutput]:
     An answer is not required, so free-form responses can be chosen too.
     """
     return [o for o in outputs if o.ok and o.text.strip()]
+
+
+def open_choice(
+    layer: str, name: str, outputs: list[AgentOutput]
+) -> tuple[list[AgentOutput], dict, FusionResult | None]:
+    """The candidates, what to record of them, and the result when there is nothing to choose between.
+
+    With no candidate there is no answer; with one it passes through without a model call.
+    """
+    pool = candidates(outputs)
+    if not pool:
+        return pool, {}, no_answer(layer, name, outputs)
+    seen = {"candidates": [{"agent": o.agent, "answer": o.answer} for o in pool]}
+    if len(pool) == 1:
+        only = pool[0]
+        out = AgentOutput(f"{layer}.{name}", only.text, only.answer)
+        return pool, seen, FusionResult(out, "a single candidate: passed through", seen)
+    return pool, seen, None
+
+
+async def ask_chooser(
+    fusion: LLMSelect | Judge, ctx: FusionContext, prompt: str, pool: list[AgentOutput], seen: dict[str, Any], role: str
+) -> ChatResult | FusionResult:
+    """Calls the selecting (or judging) model; a failed call becomes a majority-vote fallback result."""
+    request = ChatRequest(prompt_messages(prompt), temperature=fusion.temperature)
+    try:
+        return await ctx.model(fusion.model).chat(request)
+    except ModelError as exc:
+        return majority_fallback(ctx.layer, fusion.name, pool, f"{role} failed ({exc.kind})", error=str(exc), **seen)
 
 
 class LLMSelect(Fusion):
@@ -45,22 +79,14 @@ class LLMSelect(Fusion):
     temperature: float | None = None
 
     async def fuse(self, task: str, outputs: list[AgentOutput], ctx: FusionContext) -> FusionResult:
-        pool = candidates(outputs)
-        tag = f"{ctx.layer}.{self.name}"
-        if not pool:
-            return no_answer(ctx.layer, self.name, outputs)
-        seen = {"candidates": [{"agent": o.agent, "answer": o.answer} for o in pool]}
-        if len(pool) == 1:
-            only = pool[0]
-            return FusionResult(AgentOutput(tag, only.text, only.answer), "a single candidate: passed through", seen)
+        pool, seen, early = open_choice(ctx.layer, self.name, outputs)
+        if early is not None:
+            return early
         prompt = render("fusion", "select", task=task, outputs=pool)
-        request = ChatRequest(prompt_messages(prompt), temperature=self.temperature)
-        try:
-            result = await ctx.model(self.model).chat(request)
-        except ModelError as exc:
-            return majority_fallback(
-                ctx.layer, self.name, pool, f"selector failed ({exc.kind})", error=str(exc), **seen
-            )
+        result = await ask_chooser(self, ctx, prompt, pool, seen, "selector")
+        if isinstance(result, FusionResult):
+            return result
+        tag = f"{ctx.layer}.{self.name}"
         line = tagged_line(result.text, "Selected")
         k = parse_index(line, len(pool))
         if k is None:
