@@ -70,9 +70,22 @@ def _is_simulated(model: object, team: object) -> bool:
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
+
     from hyperteam.testing.sim import cli as sim_cli
 
     return sim_cli.main(args)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from hyperteam.evals import cli as eval_cli
+
+    return eval_cli.main(args, default_model=_default_model)
+
+
+def cmd_eval_compare(args: argparse.Namespace) -> int:
+    from hyperteam.evals import compare
+
+    return compare.main(args)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -98,6 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the full result, trace included, as JSON")
     run.add_argument("--trace", action="store_true", help="print one line per step before the answer")
     run.set_defaults(func=cmd_run)
+
+    from hyperteam.evals import cli as eval_cli
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a team on a suite (also: eval compare DIR ...)",
+        description="Evaluate a team on a suite into a run folder. `hyperteam eval compare DIR ...` compares runs.",
+    )
+    eval_cli.add_arguments(ev)
+    ev.set_defaults(func=cmd_eval)
+
+    from hyperteam.evals import compare
+
+    cmp = sub.add_parser("eval-compare", help=argparse.SUPPRESS, description="Compare eval runs side by side.")
+    compare.add_arguments(cmp)
+    cmp.set_defaults(func=cmd_eval_compare)
+    cmp.prog = "hyperteam eval compare"
 
     from hyperteam.testing.sim import cli as sim_cli
 
@@ -126,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["eval", "compare"]:
+        argv = ["eval-compare", *argv[2:]]  # a verb of its own, spelled as eval's sub-verb
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -1,13 +1,16 @@
-"""Math word-problem suites (GSM8K, GSM-Hard, MultiArith) read from ``HYPERTEAM_DATA_DIR``.
+"""Math word-problem suites: GSM8K, GSM-Hard, MultiArith, the bundled ``demo``, and any JSON/JSONL file.
 
-The data sets are third-party files kept outside the project; this module
-only reads them from a path.
+The third-party data sets are files kept outside the project, read from
+``HYPERTEAM_DATA_DIR``. The ``demo`` suite (30 GSM8K-style problems written
+for hyperteam) ships inside the package, so an eval runs with no data at all.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,7 @@ import orjson
 from hyperteam.errors import ConfigError
 from hyperteam.evals._numbers import normalize_number
 
-__all__ = ["SUITES", "Problem", "load", "splits", "suite_path"]
+__all__ = ["SUITES", "Problem", "load", "load_file", "splits", "suite_path"]
 
 DATA_DIR_ENV = "HYPERTEAM_DATA_DIR"
 
@@ -30,7 +33,7 @@ _FILES: dict[str, dict[str, tuple[str, str, str]]] = {
     "multiarith": {"test": ("multiarith/mawpsmultiarith.jsonl", "input", "target")},
 }
 
-SUITES: tuple[str, ...] = tuple(_FILES)
+SUITES: tuple[str, ...] = (*_FILES, "demo")
 
 
 @dataclass(slots=True)
@@ -58,7 +61,7 @@ def splits(name: str) -> tuple[str, ...]:
     Raises:
         ConfigError: the suite is unknown.
     """
-    return tuple(_suite(name))
+    return ("test",) if name == "demo" else tuple(_suite(name))
 
 
 def suite_path(name: str, *, split: str = "test", data_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -100,28 +103,73 @@ def load(
         >>> problems[0].id, problems[0].answer  # doctest: +SKIP
         ('gsm8k-test-0000', '18')
     """
-    if limit is not None and limit < 0:
-        raise ConfigError(f"limit must be >= 0, got {limit}")
+    if name == "demo":
+        if split != "test":
+            raise ConfigError(f"suite 'demo' has no split {split!r}; it has: test")
+        demo = resources.files("hyperteam.evals").joinpath("data/demo.jsonl")
+        with resources.as_file(demo) as path:
+            return _read(path, "question", "answer", prefix="demo-test", limit=limit)
     path = suite_path(name, split=split, data_dir=data_dir)
     _, question_field, answer_field = _FILES[name][split]
     if not path.is_file():
         raise ConfigError(f"data file not found: {path} (set {DATA_DIR_ENV} to the folder that holds {name}/)")
+    return _read(path, question_field, answer_field, prefix=f"{name}-{split}", limit=limit)
+
+
+def load_file(
+    path: str | os.PathLike[str],
+    *,
+    question_field: str = "question",
+    answer_field: str = "answer",
+    limit: int | None = None,
+) -> list[Problem]:
+    """Loads problems from any JSONL file (one object per line) or JSON file (a list of objects).
+
+    The answer may be a number or a worked solution ending ``#### N``. Ids are
+    ``<file stem>-<index>``.
+
+    Raises:
+        ConfigError: a missing file, or a record that is not valid (names file and line).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"data file not found: {p}")
+    return _read(p, question_field, answer_field, prefix=p.stem, limit=limit)
+
+
+def _read(path: Path, question_field: str, answer_field: str, *, prefix: str, limit: int | None) -> list[Problem]:
+    if limit is not None and limit < 0:
+        raise ConfigError(f"limit must be >= 0, got {limit}")
     problems: list[Problem] = []
-    with path.open("rb") as f:
-        for line_no, line in enumerate(f, start=1):
-            if limit is not None and len(problems) >= limit:
-                break
-            if not line.strip():
-                continue
-            record = _parse_line(line, path, line_no)
-            question = record.get(question_field)
-            gold = _gold(record.get(answer_field), from_solution=answer_field == "answer")
-            if not isinstance(question, str) or gold is None:
-                raise ConfigError(
-                    f"{path}:{line_no}: expected a text {question_field!r} and a numeric {answer_field!r}"
-                )
-            problems.append(Problem(f"{name}-{split}-{len(problems):04d}", question, gold))
+    for line_no, record in _records(path):
+        if limit is not None and len(problems) >= limit:
+            break
+        question = record.get(question_field)
+        gold = _gold(record.get(answer_field))
+        if not isinstance(question, str) or gold is None:
+            raise ConfigError(f"{path}:{line_no}: expected a text {question_field!r} and a numeric {answer_field!r}")
+        problems.append(Problem(f"{prefix}-{len(problems):04d}", question, gold))
     return problems
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) pairs from a JSONL file, or from a JSON file holding a list."""
+    with path.open("rb") as f:
+        head = f.read(1024).lstrip()
+        f.seek(0)
+        if path.suffix.lower() == ".json" and head.startswith(b"["):
+            try:
+                records = orjson.loads(f.read())
+            except orjson.JSONDecodeError as e:
+                raise ConfigError(f"{path}: invalid JSON ({e})") from None
+            for i, record in enumerate(records, start=1):
+                if not isinstance(record, dict):
+                    raise ConfigError(f"{path}: item {i}: expected a JSON object")
+                yield i, record
+            return
+        for line_no, line in enumerate(f, start=1):
+            if line.strip():
+                yield line_no, _parse_line(line, path, line_no)
 
 
 def _suite(name: str) -> dict[str, tuple[str, str, str]]:
@@ -151,11 +199,10 @@ def _parse_line(line: bytes, path: Path, line_no: int) -> dict[str, Any]:
     return record
 
 
-def _gold(raw: object, *, from_solution: bool) -> str | None:
+def _gold(raw: object) -> str | None:
     # GSM8K answers are worked solutions whose last line is "#### N".
-    if from_solution and isinstance(raw, str):
-        _, sep, tail = raw.rpartition("####")
-        return normalize_number(tail) if sep else None
+    if isinstance(raw, str) and "####" in raw:
+        return normalize_number(raw.rpartition("####")[2])
     if isinstance(raw, (str, int, float)):
         return normalize_number(raw)
     return None

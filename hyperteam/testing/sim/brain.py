@@ -34,7 +34,7 @@ from hyperteam.testing.sim.tokenizer import message_text
 
 __all__ = ["SimBrain"]
 
-DEFAULT_SUITES = ("gsm8k", "gsm-hard", "multiarith")
+DEFAULT_SUITES = ("gsm8k", "gsm-hard", "multiarith", "demo")
 
 # Templates wrap questions in labels like "Question 3:" or "**Problem.**".
 _LABEL = re.compile(r"^[#>*\s]*(?:question|problem|task|input|query|q)\s*\d*\s*\**\s*[:.)\-]\s*\**\s*", re.IGNORECASE)
@@ -72,6 +72,8 @@ def _load_table(data_dir: str, suites: tuple[str, ...]) -> _Table:
     """Reads the suites once per process; brains with the same data share the table."""
     exact: dict[str, _Known] = {}
     for suite in suites:
+        if not data_dir and suite != "demo":
+            continue  # no data dir: only the demo suite, which ships in the package
         for split in datasets.splits(suite):
             try:
                 problems = datasets.load(suite, split=split, data_dir=data_dir)
@@ -214,10 +216,8 @@ class SimBrain:
     def _table(self) -> _Table:
         if self._table_cache is None:
             raw = self.data_dir if self.data_dir is not None else os.environ.get(datasets.DATA_DIR_ENV)
-            if raw and Path(raw).expanduser().is_dir():
-                self._table_cache = _load_table(str(Path(raw).expanduser().resolve()), self.suites)
-            else:
-                self._table_cache = _Table({}, {}, 0, 0)
+            found = raw and Path(raw).expanduser().is_dir()
+            self._table_cache = _load_table(str(Path(raw).expanduser().resolve()) if found else "", self.suites)
         return self._table_cache
 
     def _base_digest(

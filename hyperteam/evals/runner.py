@@ -1,0 +1,190 @@
+"""Running a team over a suite: concurrent, stored row by row, resumable.
+
+``evaluate`` is what ``hyperteam eval`` calls. Each problem's result is
+written to the store the moment it finishes, so a run killed at any moment
+resumes (``resume=True``) with only the missing problems, and the final
+numbers equal an uninterrupted run's. A problem whose calls failed after
+retries is a result too: stored with its error kind, counted separately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hyperteam.agents.parsing import extract_flexible, extract_strict
+from hyperteam.errors import ConfigError, HyperteamError, ModelError
+from hyperteam.evals.datasets import Problem
+from hyperteam.evals.store import ResultRow, ResultStore
+from hyperteam.models.runtime import Runtime
+from hyperteam.models.types import ChatModel
+from hyperteam.topologies.team import Team
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Progress:
+    """Running totals, handed to the progress callback after every finished problem."""
+
+    total: int
+    done: int = 0
+    correct: int = 0
+    errors: int = 0
+    tokens: int = 0
+    started: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Problems per second so far."""
+        elapsed = time.perf_counter() - self.started
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+
+def score(problem: Problem, idx: int, result: Any = None, error: BaseException | None = None) -> ResultRow:
+    """The stored row for one finished problem: a team result, or the error that ended it."""
+    if error is not None:
+        kind = error.kind if isinstance(error, ModelError) else _error_kind(error)
+        return ResultRow(problem.id, idx, problem.question, problem.answer, "", None, None, False, False,
+                         0, 0, 0, 0.0, kind, str(error)[:2000], [])  # fmt: skip
+    text = result.text
+    strict, flexible = extract_strict(text), extract_flexible(text)
+    u = result.usage
+    return ResultRow(
+        problem.id, idx, problem.question, problem.answer, text, strict, flexible,
+        strict == problem.answer, flexible == problem.answer,
+        u.prompt_tokens, u.completion_tokens, u.calls, result.wall_s,
+        None, None, [ev.to_dict() for ev in result.trace],
+    )  # fmt: skip
+
+
+def _error_kind(error: BaseException) -> str:
+    if isinstance(error, HyperteamError):
+        return type(error).__name__.removesuffix("Error").lower() or "error"
+    return f"internal:{type(error).__name__}"
+
+
+async def evaluate(
+    team: Team,
+    problems: Sequence[Problem],
+    *,
+    concurrency: int = 64,
+    store: str | Path | ResultStore | None = None,
+    resume: bool = False,
+    model: str | ChatModel | None = None,
+    runtime: Runtime | None = None,
+    suite: str = "custom",
+    progress: Callable[[Progress], None] | None = None,
+) -> dict[str, Any]:
+    """Runs ``team`` on every problem and returns the report (see :mod:`hyperteam.evals.report`).
+
+    Args:
+        team: the team to evaluate.
+        problems: the suite, e.g. ``ht.datasets.load("gsm8k", limit=100)``.
+        concurrency: problems in flight, and requests in flight per endpoint
+            when no runtime is given.
+        store: a SQLite file (or store) that gets one row per finished problem.
+        resume: finish a run already in ``store``; without it a non-empty store is an error.
+        model: the model for agents that name none.
+        runtime: the clients to use; default: a new one with ``max_concurrency=concurrency``.
+        suite: the suite's name, for the report.
+        progress: called after every finished problem.
+
+    Raises:
+        ConfigError: bad arguments, or a store that holds another run (or results without ``resume``).
+
+    Example:
+        >>> report = await ht.evaluate(team, ht.datasets.load("demo"), store="runs/demo.sqlite")  # doctest: +SKIP
+    """
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be >= 1, got {concurrency}")
+    ids = [p.id for p in problems]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("problem ids must be unique")
+    owned_store = not isinstance(store, ResultStore)
+    db = store if isinstance(store, ResultStore) else ResultStore(store or ":memory:")
+    try:
+        meta = _check_meta(db, team, suite, model, resume, concurrency)
+        done = db.done_ids()
+        todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
+        log.info("eval %s on %s: %d problems, %d already done", team.name, suite, len(problems), len(done))
+        started = time.perf_counter()
+        await _run(team, todo, db, concurrency, model, runtime, progress, len(problems) - len(todo))
+        db.set_meta(wall_s=float(meta.get("wall_s", 0.0)) + time.perf_counter() - started, n=len(problems))
+        from hyperteam.evals.report import build_report
+
+        return build_report(db.rows(), db.meta())
+    finally:
+        if owned_store:
+            db.close()
+
+
+def _check_meta(db: ResultStore, team: Team, suite: str, model: Any, resume: bool, concurrency: int) -> dict[str, Any]:
+    meta = db.meta()
+    if meta and len(db) and not resume:
+        raise ConfigError(f"{db.path} already holds {len(db)} results: resume it (--resume) or use a new store")
+    model_name = model if isinstance(model, str) or model is None else getattr(model, "name", type(model).__name__)
+    if meta:
+        if (meta.get("team"), meta.get("suite")) != (team.name, suite):
+            raise ConfigError(
+                f"{db.path} holds a run of team {meta.get('team')!r} on {meta.get('suite')!r}, "
+                f"not {team.name!r} on {suite!r}: use a new store"
+            )
+        return meta
+    specs = [model_name, team.model if isinstance(team.model, str) else None] + [
+        a.model for a in getattr(team, "agents", []) if isinstance(a.model, str)
+    ]
+    simulated = any(isinstance(s, str) and (s.startswith("sim") or "#sim" in s) for s in specs)
+    meta = {
+        "team": team.name,
+        "suite": suite,
+        "model": model_name,
+        "simulated": simulated,
+        "concurrency": concurrency,
+        "started_at": time.time(),
+        "wall_s": 0.0,
+    }
+    db.set_meta(**meta)
+    return meta
+
+
+async def _run(
+    team: Team,
+    todo: list[tuple[int, Problem]],
+    db: ResultStore,
+    concurrency: int,
+    model: Any,
+    runtime: Runtime | None,
+    progress: Callable[[Progress], None] | None,
+    already: int,
+) -> None:
+    state = Progress(total=len(todo) + already, done=already, started=time.perf_counter())
+    gate = asyncio.Semaphore(concurrency)
+    rt = runtime or Runtime(max_concurrency=concurrency)
+
+    async def one(idx: int, problem: Problem) -> None:
+        async with gate:
+            try:
+                row = score(problem, idx, await team.run(problem.question, runtime=rt, model=model))
+            except Exception as exc:  # every failure is a stored result; the run goes on
+                if not isinstance(exc, HyperteamError):
+                    log.exception("problem %s failed unexpectedly", problem.id)
+                row = score(problem, idx, error=exc)
+        db.add(row)
+        state.done += 1
+        state.correct += row.correct_strict
+        state.errors += row.error_kind is not None
+        state.tokens += row.prompt_tokens + row.completion_tokens
+        if progress is not None:
+            progress(state)
+
+    try:
+        await asyncio.gather(*(one(i, p) for i, p in todo))
+    finally:
+        if runtime is None:
+            await rt.aclose()
