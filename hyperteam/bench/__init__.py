@@ -6,7 +6,11 @@ import importlib
 
 from hyperteam.errors import ConfigError
 
-BENCHMARKS = {"orchestration": "hyperteam.bench.orchestration", "prefix": "hyperteam.bench.prefix"}
+BENCHMARKS = {
+    "orchestration": "hyperteam.bench.orchestration",
+    "prefix": "hyperteam.bench.prefix",
+    "eval": "hyperteam.bench.eval_run",
+}
 
 
 def run_benchmark(name: str, argv: list[str]) -> int:

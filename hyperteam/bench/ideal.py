@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 Stages = Sequence[Sequence[float]]
 
@@ -77,3 +78,31 @@ def ideal_wall_time(problems: Sequence[Stages], *, slots: int, problem_slots: in
             stage_of[p] += 1
             start_stage(p)
     return end
+
+
+def stages_of(trace: Sequence[dict[str, Any]]) -> list[list[int]]:
+    """Completion tokens of a run's calls, grouped into the stages that ran one after another.
+
+    ``trace`` holds trace events as dicts (``TraceEvent.to_dict``, or a stored
+    row's trace): the agent calls of one layer or round form a stage, and a
+    fusion that called a model is a stage of its own.
+    """
+    stages: list[list[int]] = []
+    layer = None
+    for ev in trace:
+        if ev["kind"] == "agent" and ev["error"] is None:
+            if ev["layer"] != layer:
+                stages.append([])
+                layer = ev["layer"]
+            stages[-1].append(ev["usage"]["completion_tokens"])
+        elif ev["kind"] == "fusion" and ev["usage"]["calls"]:
+            stages.append([ev["usage"]["completion_tokens"]])
+            layer = None
+    return stages
+
+
+def durations(
+    problems: Sequence[Sequence[Sequence[int]]], ttft_s: float, per_token_s: float
+) -> list[list[list[float]]]:
+    """Each call's service time under a latency model of ``ttft_s + per_token_s * tokens``."""
+    return [[[ttft_s + per_token_s * n for n in stage] for stage in stages] for stages in problems]

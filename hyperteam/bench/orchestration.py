@@ -28,9 +28,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypedDict
 
-from hyperteam.agents.messages import TraceEvent
 from hyperteam.agents.parsing import extract_answer
-from hyperteam.bench.ideal import ideal_wall_time
+from hyperteam.bench.ideal import durations, ideal_wall_time, stages_of
 from hyperteam.errors import ConfigError
 from hyperteam.evals.datasets import Problem, load
 from hyperteam.models.runtime import Runtime
@@ -79,26 +78,10 @@ async def run_hyperteam(team: LayeredTeam, url: str, problems: list[Problem], co
 
         async def solve(p: Problem) -> tuple[str, list[list[int]]]:
             result = await team.run(p.question, runtime=runtime, model=model)
-            return result.text, _stages(result.trace)
+            return result.text, stages_of([ev.to_dict() for ev in result.trace])
 
         results, wall, cpu = await _measure(problems, concurrency, solve)
     return _tally(problems, results, wall, cpu)
-
-
-def _stages(trace: list[TraceEvent]) -> list[list[int]]:
-    """Completion tokens of each call, grouped into the stages that ran one after another."""
-    stages: list[list[int]] = []
-    layer = None
-    for ev in trace:
-        if ev.kind == "agent" and ev.error is None:
-            if ev.layer != layer:
-                stages.append([])
-                layer = ev.layer
-            stages[-1].append(ev.usage.completion_tokens)
-        elif ev.kind == "fusion" and ev.usage.calls:
-            stages.append([ev.usage.completion_tokens])
-            layer = None
-    return stages
 
 
 def _messages(team: LayeredTeam, question: str) -> tuple[list[list[dict[str, str]]], Any]:
@@ -209,8 +192,7 @@ def _tally(problems: list[Problem], results: list[Any], wall: float, cpu: float)
 
 
 def _ideal(m: Measured, ttft_s: float, per_token_s: float, slots: int, problem_slots: int) -> float:
-    problems = [[[ttft_s + per_token_s * n for n in stage] for stage in stages] for stages in m.stages]
-    return ideal_wall_time(problems, slots=slots, problem_slots=problem_slots)
+    return ideal_wall_time(durations(m.stages, ttft_s, per_token_s), slots=slots, problem_slots=problem_slots)
 
 
 def main(argv: list[str]) -> int:
