@@ -54,3 +54,14 @@ def test_prefix_layout_lets_a_cache_reuse_most_prompt_tokens(tmp_path: Path, dat
     # The same five agents and three rounds: the sparse hypergraph sends fewer prompt tokens.
     assert teams["hypergraph-gsm8k"]["calls"] == teams["complete"]["calls"] == 150
     assert teams["hypergraph-gsm8k"]["prompt_tokens"] < teams["complete"]["prompt_tokens"]
+
+
+def test_eval_bench_runs_the_real_cli_and_replays_its_traces(tmp_path: Path):
+    from hyperteam.bench import eval_run
+
+    out = tmp_path / "eval.json"
+    argv = ["--suite", "demo", "--team", "single", "--concurrency", "8", "--ttft-ms", "5", "--per-token-ms", "0.1"]
+    assert eval_run.main([*argv, "--json", str(out)]) == 0
+    row = json.loads(out.read_text())
+    assert row["problems"] == 30 and row["calls"] == 30 and row["simulated"] is True
+    assert 0 < row["ideal_s"] <= row["wall_s"] * 1.05 < row["process_s"]
