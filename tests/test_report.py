@@ -195,6 +195,14 @@ def test_terminal_table_shows_the_numbers_and_a_loud_first_line() -> None:
     assert not render_terminal(build_report(make_rows(), META | {"simulated": False})).startswith(SIMULATED_BANNER)
 
 
+def test_terminal_prints_brackets_in_names_literally() -> None:
+    rows = [row(0, "1", "1", "1", (1, 1), 1, 1.0, [ev("[/x]", "[bold]a", "1")], kind="[red]odd")]
+    report = build_report(rows, META | {"team": "[/team]"})
+    text = render_terminal(report, width=200)
+    assert "[/team]" in text and "[bold]a" in text and "[/x]" in text and "[red]odd" in text
+    assert "[/team]" in cmp.render_compare([report | {"run_dir": "runs/[1]"}])
+
+
 def store_run(path: Path, rows: list[ResultRow], **meta: Any) -> Path:
     store = ResultStore(path / "results.sqlite")
     for r in rows:

@@ -77,6 +77,7 @@ def render_compare(reports: Sequence[dict[str, Any]], *, color: bool = False, wi
 
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title="eval runs")
     for name in ("run", "suite", "team", "model", "n", "strict", "flexible", "tok/prob", "calls/prob", "p50 s"):
@@ -86,10 +87,11 @@ def render_compare(reports: Sequence[dict[str, Any]], *, color: bool = False, wi
     for r in reports:
         acc, ci = r["accuracy"], r["ci95"]
         table.add_row(
-            str(r.get("run_dir", "")),
-            str(r.get("suite")),
-            str(r.get("team")),
-            str(r.get("model") or "-"),
+            # Text, not str: a "[" in a path or name is not rich markup.
+            Text(str(r.get("run_dir", ""))),
+            Text(str(r.get("suite"))),
+            Text(str(r.get("team"))),
+            Text(str(r.get("model") or "-")),
             str(r["n"]),
             pct_ci(acc["strict"], ci["strict"]),
             pct_ci(acc["flexible"], ci["flexible"]),

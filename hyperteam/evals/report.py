@@ -188,8 +188,12 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
         width: the width to lay the tables out in.
     """
     from rich.table import Table
+    from rich.text import Text
 
-    summary = Table(title=f"{report.get('suite')} · {report.get('team')} · {report.get('model') or 'team models'}")
+    # Names come from team files and stores: Text keeps rich from reading "[...]" in them as markup.
+    summary = Table(
+        title=Text(f"{report.get('suite')} · {report.get('team')} · {report.get('model') or 'team models'}")
+    )
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     acc, ci = report["accuracy"], report["ci95"]
@@ -209,7 +213,7 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
         errors.add_column("kind")
         errors.add_column("problems", justify="right")
         for kind, count in report["errors_by_kind"].items():
-            errors.add_row(kind, str(count))
+            errors.add_row(Text(kind), str(count))
         tables.append(errors)
     for key, title in (("per_agent", "per agent"), ("per_layer", "per layer")):
         if report[key]:
@@ -220,6 +224,7 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
 
 def _breakdown(stats: dict[str, dict[str, Any]], title: str, *, layer: bool) -> Any:
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(title=title)
     table.add_column("layer" if layer else "agent")
@@ -230,7 +235,7 @@ def _breakdown(stats: dict[str, dict[str, Any]], title: str, *, layer: bool) -> 
     table.add_column("calls", justify="right")
     table.add_column("tokens", justify="right")
     for name, s in stats.items():
-        cells = [name, pct(s["accuracy"])] + ([s["source"]] if layer else [])
+        cells = [Text(name), pct(s["accuracy"])] + ([s["source"]] if layer else [])
         table.add_row(*cells, str(s["problems"]), str(s["calls"]), str(s["tokens"]))
     return table
 
