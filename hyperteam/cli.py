@@ -102,7 +102,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hyperteam", description="Layered and hypergraph agent teams for LLMs.")
-    sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser, metavar="{run,eval,sim,show,bench}")
 
     run = sub.add_parser("run", help="run a team on one question", description="Run a team on one question.")
     run.add_argument("question", help="the question or task")
@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from hyperteam.evals import compare
 
-    cmp = sub.add_parser("eval-compare", help=argparse.SUPPRESS, description="Compare eval runs side by side.")
+    # Reached as `hyperteam eval compare ...` (see main); no help= keeps it out of the verb list.
+    cmp = sub.add_parser("eval-compare", description="Compare eval runs side by side.")
     compare.add_arguments(cmp)
     cmp.set_defaults(func=cmd_eval_compare)
     cmp.prog = "hyperteam eval compare"
