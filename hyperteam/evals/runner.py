@@ -48,18 +48,21 @@ class Progress:
 
 def score(problem: Problem, idx: int, result: Any = None, error: BaseException | None = None) -> ResultRow:
     """The stored row for one finished problem: a team result, or the error that ended it."""
+    base = {"problem_id": problem.id, "idx": idx, "question": problem.question, "gold": problem.answer}
     if error is not None:
         kind = error.kind if isinstance(error, ModelError) else _error_kind(error)
-        return ResultRow(problem.id, idx, problem.question, problem.answer, "", None, None, False, False,
-                         0, 0, 0, 0.0, kind, str(error)[:2000], [])  # fmt: skip
-    text = result.text
+        return ResultRow(
+            **base, prediction="", answer_strict=None, answer_flexible=None, correct_strict=False,
+            correct_flexible=False, prompt_tokens=0, completion_tokens=0, calls=0, latency_s=0.0,
+            error_kind=kind, error=str(error)[:2000],
+        )  # fmt: skip
+    text, u = result.text, result.usage
     strict, flexible = extract_strict(text), extract_flexible(text)
-    u = result.usage
     return ResultRow(
-        problem.id, idx, problem.question, problem.answer, text, strict, flexible,
-        strict == problem.answer, flexible == problem.answer,
-        u.prompt_tokens, u.completion_tokens, u.calls, result.wall_s,
-        None, None, [ev.to_dict() for ev in result.trace],
+        **base, prediction=text, answer_strict=strict, answer_flexible=flexible,
+        correct_strict=strict == problem.answer, correct_flexible=flexible == problem.answer,
+        prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens, calls=u.calls,
+        latency_s=result.wall_s, trace=[ev.to_dict() for ev in result.trace],
     )  # fmt: skip
 
 

@@ -66,7 +66,7 @@ def _layer_node(layer: Layer) -> Any:
             )
         events = [TraceEvent.of(layer.name, layer_input or task, o) for o in outputs]
         if outputs and not any(o.ok for o in outputs):
-            raise ModelError(f"layer {layer.name!r}: {_failures(outputs)}", kind=_first_kind(outputs))
+            raise ModelError(f"layer {layer.name!r}: {failures_message(outputs)}", kind=first_error_kind(outputs))
         fctx = FusionContext(layer.name, ctx.model, layer.agents, call_agent, layer_input, layer.input_title)
         fused = await fusion.fuse(task, outputs, fctx)
         events.extend(fused.events)
@@ -82,14 +82,14 @@ def fusion_event(layer: str, strategy: str, outputs: list[AgentOutput], fused: F
     return TraceEvent.of(layer, seen, fused.output, kind="fusion", detail=detail)
 
 
-def _failures(outputs: list[AgentOutput]) -> str:
+def failures_message(outputs: list[AgentOutput]) -> str:
     errors = {o.error for o in outputs}
     if len(errors) == 1:
         return f"every agent failed: {errors.pop()}"
     return "every agent failed: " + "; ".join(f"{o.agent}: {o.error}" for o in outputs)
 
 
-def _first_kind(outputs: list[AgentOutput]) -> str:
+def first_error_kind(outputs: list[AgentOutput]) -> str:
     for o in outputs:
         if o.error:
             return o.error.split(":", 1)[0]

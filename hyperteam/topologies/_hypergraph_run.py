@@ -22,7 +22,7 @@ from hyperteam.agents.messages import AgentOutput, TraceEvent
 from hyperteam.errors import ModelError
 from hyperteam.fusion import Fusion, FusionContext, get_fusion
 from hyperteam.prompts import render
-from hyperteam.topologies._graph import _failures, _first_kind, fusion_event
+from hyperteam.topologies._graph import failures_message, first_error_kind, fusion_event
 from hyperteam.topologies.result import RunContext
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ def _round_node(p: _Plan, r: int, *, last: bool) -> Any:
                     latest.pop(out.agent, None)  # a failed agent is skipped as a peer
         ordered = [outputs[a.name] for a in p.agents]
         if not any(o.ok for o in ordered):
-            raise ModelError(f"round {r}: {_failures(ordered)}", kind=_first_kind(ordered))
+            raise ModelError(f"round {r}: {failures_message(ordered)}", kind=first_error_kind(ordered))
         return {"latest": latest, "outputs": ordered, "trace": events}
 
     return run_round
