@@ -161,3 +161,17 @@ def test_validation_names_the_problem():
     with pytest.raises(ValueError, match="duplicate layer names"):
         layer = ht.Layer("x", agents=[ht.Agent(name="a")])
         ht.LayeredTeam([layer, ht.Layer("x", agents=[ht.Agent(name="b")])])
+
+
+async def test_steps_are_reported_as_they_finish():
+    seen: list[tuple[str, str]] = []
+
+    async def reply(request: ht.ChatRequest) -> str:
+        if "You are s0" in request.messages[-1]["content"]:
+            await asyncio.sleep(0.05)  # finishes last of its layer
+        return "#### 2"
+
+    team = ht.LayeredTeam([ht.Layer("solve", agents=_solvers())], model=FunctionModel(reply))
+    result = await team.run("1 + 1?", on_event=lambda ev: seen.append((ev.kind, ev.agent)))
+    assert seen == [("agent", "s1"), ("agent", "s2"), ("agent", "s0"), ("fusion", "solve.vote")]
+    assert len(result.trace) == 4

@@ -57,7 +57,9 @@ def _layer_node(layer: Layer) -> Any:
         logprobs = fusion.needs_logprobs
 
         async def call_agent(agent: Agent, messages: list[dict[str, str]]) -> AgentOutput:
-            return await agent.respond(ctx.model(agent.model), messages, logprobs=logprobs)
+            out = await agent.respond(ctx.model(agent.model), messages, logprobs=logprobs)
+            ctx.emit(TraceEvent.of(layer.name, layer_input or task, out))
+            return out
 
         outputs: list[AgentOutput] = []
         if not fusion.drives_agents:
@@ -71,6 +73,7 @@ def _layer_node(layer: Layer) -> Any:
         fused = await fusion.fuse(task, outputs, fctx)
         events.extend(fused.events)
         events.append(fusion_event(layer.name, fusion.name, outputs, fused))
+        ctx.emit(events[-1])
         return {"input": fused.output.text, "answer": fused.output.answer, "trace": events}
 
     return run_layer

@@ -137,18 +137,18 @@ def _round_node(p: _Plan, r: int, *, last: bool) -> Any:
         latest: dict[str, Said] = dict(state.get("latest") or {})
         outputs: dict[str, AgentOutput] = {}
         events: list[TraceEvent] = []
+
+        async def call(agent: Agent, context: str | None) -> tuple[TraceEvent, AgentOutput]:
+            messages = agent.messages(task, context, p.peer_title)
+            out = await agent.respond(ctx.model(agent.model), messages, logprobs=logprobs)
+            event = TraceEvent.of(layer, context or task, out)
+            ctx.emit(event)  # as each agent returns, for the service's event streams
+            return event, out
+
         for level in p.levels:
             contexts = p.contexts(level, latest)
-            results = await asyncio.gather(
-                *(
-                    agent.respond(
-                        ctx.model(agent.model), agent.messages(task, context, p.peer_title), logprobs=logprobs
-                    )
-                    for agent, context in zip(level, contexts, strict=True)
-                )
-            )
-            for context, out in zip(contexts, results, strict=True):
-                events.append(TraceEvent.of(layer, context or task, out))
+            for event, out in await asyncio.gather(*(call(a, c) for a, c in zip(level, contexts, strict=True))):
+                events.append(event)
                 outputs[out.agent] = out
                 if out.ok:
                     latest[out.agent] = Said(out.agent, r, out.text)
@@ -168,11 +168,14 @@ def _fusion_node(p: _Plan) -> Any:
         outputs: list[AgentOutput] = state["outputs"]
 
         async def call_agent(agent: Agent, messages: list[dict[str, str]]) -> AgentOutput:
-            return await agent.respond(ctx.model(agent.model), messages)
+            out = await agent.respond(ctx.model(agent.model), messages)
+            ctx.emit(TraceEvent.of(FUSION_NODE, "", out))
+            return out
 
         fctx = FusionContext(FUSION_NODE, ctx.model, p.agents, call_agent, None, p.peer_title)
         fused = await p.fusion.fuse(state["task"], outputs, fctx)
         events = [*fused.events, fusion_event(FUSION_NODE, p.fusion.name, outputs, fused)]
+        ctx.emit(events[-1])
         return {"input": fused.output.text, "answer": fused.output.answer, "trace": events}
 
     return fuse

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,8 @@ from hyperteam.models.types import ChatModel, Usage
 
 @dataclass(slots=True)
 class RunContext:
-    """The dependencies of one run: the runtime that owns the clients, and the default model.
+    """The dependencies of one run: the runtime that owns the clients, the default model,
+    and who wants to hear about each step as it happens.
 
     Handed to every node of a compiled team (LangGraph ``configurable``), so
     that nothing reaches for a global client.
@@ -21,9 +23,16 @@ class RunContext:
 
     runtime: Runtime
     default_model: str | ChatModel | None = None
+    on_event: Callable[[TraceEvent], None] | None = None
 
     def model(self, spec: str | ChatModel | None) -> ChatModel:
         return self.runtime.model(spec if spec is not None else self.default_model)
+
+    def emit(self, events: TraceEvent | list[TraceEvent]) -> None:
+        """Reports finished steps to ``on_event`` (the service streams them), in order."""
+        if self.on_event is not None:
+            for ev in events if isinstance(events, list) else [events]:
+                self.on_event(ev)
 
 
 @dataclass(slots=True)

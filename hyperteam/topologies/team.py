@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
+from hyperteam.agents.messages import TraceEvent
 from hyperteam.errors import ConfigError
 from hyperteam.models.runtime import Runtime
 from hyperteam.models.types import ChatModel
@@ -41,7 +43,12 @@ class Team(BaseModel):
             self._compiled = None
 
     async def run(
-        self, task: str, *, runtime: Runtime | None = None, model: str | ChatModel | None = None
+        self,
+        task: str,
+        *,
+        runtime: Runtime | None = None,
+        model: str | ChatModel | None = None,
+        on_event: Callable[[TraceEvent], None] | None = None,
     ) -> TeamResult:
         """Runs the team on ``task``.
 
@@ -49,6 +56,8 @@ class Team(BaseModel):
             task: the problem or question.
             runtime: the clients and limits to use; default: the event loop's shared runtime.
             model: the model for agents that name none (overrides the team's ``model``).
+            on_event: called with each trace event as soon as its step finishes
+                (every agent call as it returns, then each fusion).
 
         Raises:
             ModelError: a step could not go on (every agent of a layer failed).
@@ -56,7 +65,7 @@ class Team(BaseModel):
         """
         if not isinstance(task, str) or not task.strip():
             raise ConfigError("task must be a non-empty string")
-        ctx = RunContext(runtime or Runtime.current(), model if model is not None else self.model)
+        ctx = RunContext(runtime or Runtime.current(), model if model is not None else self.model, on_event)
         started = time.perf_counter()
         result = await self._execute(task, ctx)
         result.wall_s = time.perf_counter() - started
