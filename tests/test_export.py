@@ -136,3 +136,11 @@ def test_show_with_a_bad_team_prints_one_line_and_exits_2(tmp_path: Path):
     shown = _show("--team", "no-such-team")
     assert shown.returncode == 2 and shown.stdout == ""
     assert shown.stderr.startswith("hyperteam: error: no team file or built-in team") and shown.stderr.count("\n") == 1
+
+
+def test_teams_export_themselves():
+    import hyperteam as ht
+
+    team = ht.load_team("hypergraph-gsm8k")
+    assert team.to_mermaid() == ht.topologies.to_mermaid(team)
+    assert "skeptic" in team.to_dot()

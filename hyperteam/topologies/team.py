@@ -82,6 +82,24 @@ class Team(BaseModel):
             return asyncio.run(self.run(task, **kwargs))
         raise ConfigError("run_sync() was called inside a running event loop; use `await team.run(...)`")
 
+    def to_mermaid(self) -> str:
+        """The team's structure as a Mermaid flowchart."""
+        from hyperteam.topologies.export import to_mermaid
+
+        return to_mermaid(self)
+
+    def to_dot(self) -> str:
+        """The team's structure as Graphviz DOT text."""
+        from hyperteam.topologies.export import to_dot
+
+        return to_dot(self)
+
+    def draw(self, path: str | Path) -> Path:
+        """Draws the team's structure to a PNG (or .svg/.pdf) file; needs ``hyperteam[viz]``."""
+        from hyperteam.topologies.export import draw
+
+        return draw(self, path)
+
     def save(self, path: str | Path) -> None:
         """Writes the team's spec to ``path`` (``.json``, ``.yaml`` or ``.yml``)."""
         from hyperteam.topologies.io import save_team
