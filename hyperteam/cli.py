@@ -88,6 +88,12 @@ def cmd_eval_compare(args: argparse.Namespace) -> int:
     return compare.main(args)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from hyperteam.serve import cli as serve_cli
+
+    return serve_cli.main(args, default_model=_default_model)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from hyperteam import cli_show
 
@@ -102,7 +108,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hyperteam", description="Layered and hypergraph agent teams for LLMs.")
-    sub = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser, metavar="{run,eval,sim,show,bench}")
+    sub = parser.add_subparsers(
+        dest="verb", required=True, parser_class=_Parser, metavar="{run,eval,serve,sim,show,bench}"
+    )
 
     run = sub.add_parser("run", help="run a team on one question", description="Run a team on one question.")
     run.add_argument("question", help="the question or task")
@@ -130,6 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.set_defaults(func=cmd_eval_compare)
     cmp.prog = "hyperteam eval compare"
 
+    from hyperteam.serve import cli as serve_cli
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve teams as OpenAI-compatible models (and a runs API)",
+        description="Serve teams over HTTP: an OpenAI-compatible API (each team is a model) and a runs API.",
+    )
+    serve_cli.add_arguments(serve)
+    serve.set_defaults(func=cmd_serve)
+
     from hyperteam.testing.sim import cli as sim_cli
 
     sim = sub.add_parser(
@@ -149,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_show)
 
     bench = sub.add_parser("bench", help="run a benchmark", description="Run a benchmark (see bench/README.md).")
-    bench.add_argument("name", help="benchmark name: orchestration, prefix")
+    bench.add_argument("name", help="benchmark name: orchestration, eval, prefix, service")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="the benchmark's own options (--help)")
     bench.set_defaults(func=cmd_bench)
     return parser

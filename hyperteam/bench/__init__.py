@@ -10,6 +10,7 @@ BENCHMARKS = {
     "orchestration": "hyperteam.bench.orchestration",
     "prefix": "hyperteam.bench.prefix",
     "eval": "hyperteam.bench.eval_run",
+    "service": "hyperteam.bench.service",
 }
 
 

@@ -1,0 +1,348 @@
+"""The run manager: starts team runs as asyncio tasks, persists their events, follows, cancels,
+resumes and shuts them down.
+
+Every model call of a run goes through a gate. Cancelling a run closes the
+gate first, then cancels the task and waits for it to end, so that once
+:meth:`RunManager.cancel` returns no further call of that run can reach a
+model, even from a step the team's graph had already scheduled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from hyperteam.errors import HyperteamError, ModelError
+from hyperteam.models.runtime import Runtime
+from hyperteam.models.types import ChatModel, ChatRequest, ChatResult, Usage
+from hyperteam.serve.errors import APIError
+from hyperteam.serve.metrics import Metrics, span
+from hyperteam.serve.records import RunRecord, RunStatus, RunStore
+from hyperteam.serve.schemas import input_task
+from hyperteam.topologies.result import TeamResult
+from hyperteam.topologies.team import Team
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a run ended: its status, and the result or the error."""
+
+    status: RunStatus
+    result: TeamResult | None = None
+    error: dict[str, Any] | None = None
+    usage: Usage = field(default_factory=Usage)
+    simulated: bool = False
+
+
+@dataclass(slots=True)
+class _Gate:
+    closed: bool = False
+    reason: RunStatus = "cancelled"
+    usage: Usage = field(default_factory=Usage)
+    simulated: bool = False
+
+
+class _GatedModel:
+    """A run's view of a model: refuses calls once the run's gate is closed, and counts usage."""
+
+    def __init__(self, inner: ChatModel, gate: _Gate, team: str, metrics: Metrics) -> None:
+        self.name = inner.name
+        self._inner, self._gate, self._team, self._metrics = inner, gate, team, metrics
+        if inner.name.startswith("sim") or "#sim" in inner.name:  # in-process, or a `hyperteam sim` server
+            gate.simulated = True
+
+    async def chat(self, request: ChatRequest, *, sample_index: int = 0) -> ChatResult:
+        if self._gate.closed:
+            raise asyncio.CancelledError  # the run was stopped: this call must not reach the model
+        self._metrics.llm_calls.labels(self._team).inc()
+        result = await self._inner.chat(request, sample_index=sample_index)
+        self._gate.usage = self._gate.usage + result.usage
+        self._metrics.record_call(self._team, Usage(result.usage.prompt_tokens, result.usage.completion_tokens))
+        return result
+
+
+class _GatedRuntime:
+    """The shared runtime as one run sees it: the same clients, each model behind the run's gate."""
+
+    def __init__(self, runtime: Runtime, gate: _Gate, team: str, metrics: Metrics) -> None:
+        self._runtime, self._gate, self._team, self._metrics = runtime, gate, team, metrics
+
+    def model(self, spec: str | ChatModel | None) -> ChatModel:
+        return _GatedModel(self._runtime.model(spec), self._gate, self._team, self._metrics)
+
+
+@dataclass(slots=True)
+class _Active:
+    task: asyncio.Task[Outcome]
+    gate: _Gate
+    started: bool = False
+    finishing: bool = False
+
+
+class _EventWriter:
+    """Appends a run's events to the store in order, from the team's synchronous callback."""
+
+    def __init__(self, store: RunStore, run_id: str, notify: Any) -> None:
+        self._store, self._run_id, self._notify = store, run_id, notify
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._drain())
+
+    def put(self, event: dict[str, Any]) -> None:
+        self._queue.put_nowait(event)
+
+    async def _drain(self) -> None:
+        while (event := await self._queue.get()) is not None:
+            try:
+                await self._store.append_event(self._run_id, event)
+            except Exception as exc:  # a lost event must not kill the run
+                logger.error("run %s: could not store an event: %s", self._run_id, type(exc).__name__)
+            self._notify(self._run_id)
+
+    async def close(self) -> None:
+        self._queue.put_nowait(None)
+        await self._task
+
+
+def new_run_id() -> str:
+    return "run_" + secrets.token_hex(12)
+
+
+def with_agent_settings(team: Team, settings: dict[str, Any]) -> Team:
+    """A copy of ``team`` whose every agent has ``settings`` (temperature, max_tokens, seed) set."""
+    if not settings:
+        return team
+
+    def patch(agents: list[Any]) -> list[Any]:
+        return [a.model_copy(update=settings) for a in agents]
+
+    if "layers" in type(team).model_fields:
+        layers = [layer.model_copy(update={"agents": patch(layer.agents)}) for layer in team.layers]  # type: ignore[attr-defined]
+        copy = team.model_copy(update={"layers": layers})
+    else:
+        copy = team.model_copy(update={"agents": patch(team.agents)})  # type: ignore[attr-defined]
+    copy._compiled = None
+    return copy
+
+
+class RunManager:
+    """Runs served teams in the background and keeps their records and events in ``store``."""
+
+    def __init__(
+        self,
+        teams: dict[str, Team],
+        store: RunStore,
+        *,
+        runtime: Runtime | None = None,
+        model: str | ChatModel | None = None,
+        metrics: Metrics | None = None,
+        poll_s: float = 1.0,
+    ) -> None:
+        self.teams, self.store, self.runtime, self.model = teams, store, runtime, model
+        self.metrics = metrics or Metrics()
+        self.poll_s = poll_s
+        self.accepting = True
+        self._active: dict[str, _Active] = {}
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._variants: dict[tuple[str, tuple[tuple[str, Any], ...]], Team] = {}
+
+    def is_active(self, run_id: str) -> bool:
+        return run_id in self._active
+
+    @property
+    def active_ids(self) -> list[str]:
+        """The ids of the runs executing in this process now."""
+        return list(self._active)
+
+    async def submit(
+        self, owner: str, team: str, run_input: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> tuple[RunRecord, asyncio.Task[Outcome] | None]:
+        """Creates and starts a run: returns it and its task (for :meth:`wait`). With an idempotency key
+        ``owner`` already used, returns that run and None instead (409 if the request differs)."""
+        if not self.accepting:
+            raise APIError(503, "the service is shutting down", code="shutting_down")
+        now = time.time()
+        record = RunRecord(new_run_id(), team, owner, run_input, "queued", None, None, idempotency_key, now, now)
+        stored, created = await self.store.create_run(record)
+        if created:
+            return stored, self._start(stored)
+        if stored.team != team or stored.input != run_input:
+            raise APIError(
+                409,
+                "this Idempotency-Key was already used with a different request",
+                param="Idempotency-Key",
+                code="idempotency_key_reused",
+            )
+        return stored, None
+
+    def _start(self, record: RunRecord) -> asyncio.Task[Outcome]:
+        gate = _Gate()
+        task = asyncio.get_running_loop().create_task(self._execute(record, gate), name=f"hyperteam {record.id}")
+        self._active[record.id] = _Active(task, gate)
+
+        def done(_: asyncio.Task[Outcome]) -> None:
+            self._active.pop(record.id, None)
+            self._notify(record.id)
+
+        task.add_done_callback(done)
+        return task
+
+    async def _execute(self, record: RunRecord, gate: _Gate) -> Outcome:
+        active = self._active[record.id]
+        active.started = True
+        writer = _EventWriter(self.store, record.id, self._notify)
+        self.metrics.in_flight.inc()
+        try:
+            with span("hyperteam.run", run_id=record.id, team=record.team):
+                outcome = await self._run_team(record, gate, writer)
+                active.finishing = True
+                await self._finish(record, outcome, writer)
+        finally:
+            self.metrics.in_flight.dec()
+        return outcome
+
+    async def _run_team(self, record: RunRecord, gate: _Gate, writer: _EventWriter) -> Outcome:
+        try:
+            if gate.closed:  # stopped before it started
+                return Outcome(gate.reason)
+            team = self._team(record)
+            task = input_task(record.input)
+            await self.store.update_run(record.id, status="running")
+            writer.put({"type": "status", "status": "running"})
+            runtime = _GatedRuntime(self.runtime or Runtime.current(), gate, record.team, self.metrics)
+            result = await team.run(
+                task,
+                runtime=cast(Runtime, runtime),
+                model=self.model,
+                on_event=lambda ev: writer.put({"type": "trace", **ev.to_dict()}),
+            )
+            return Outcome("succeeded", result, None, result.usage, gate.simulated)
+        except asyncio.CancelledError:
+            gate.closed = True
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # handled: the run ends normally, as cancelled
+            return Outcome(gate.reason, usage=gate.usage, simulated=gate.simulated)
+        except (HyperteamError, APIError) as exc:
+            kind = exc.kind if isinstance(exc, ModelError) else type(exc).__name__
+            error = {"kind": kind, "message": str(exc.detail if isinstance(exc, APIError) else exc)}
+            return Outcome("failed", None, error, gate.usage, gate.simulated)
+        except Exception as exc:
+            logger.error("run %s failed: %s", record.id, type(exc).__name__)
+            logger.debug("run %s failed", record.id, exc_info=True)
+            return Outcome("failed", None, {"kind": "internal", "message": "internal error"}, gate.usage)
+
+    async def _finish(self, record: RunRecord, outcome: Outcome, writer: _EventWriter) -> None:
+        final: dict[str, Any] = {"type": "status", "status": outcome.status}
+        result = None
+        if outcome.result is not None:
+            r = outcome.result
+            result = {"answer": r.answer, "text": r.text, "usage": r.usage.to_dict(), "wall_s": round(r.wall_s, 6)}
+            result["simulated"] = outcome.simulated
+            final["answer"] = r.answer
+        if outcome.error is not None:
+            final["error"] = outcome.error
+        writer.put(final)
+        await writer.close()
+        await self.store.update_run(
+            record.id, status=outcome.status, result=result, error=outcome.error, usage=outcome.usage.to_dict()
+        )
+        self.metrics.runs.labels(record.team, outcome.status).inc()
+        logger.info("run %s %s", record.id, outcome.status, extra={"run_id": record.id, "team": record.team})
+
+    def _team(self, record: RunRecord) -> Team:
+        team = self.teams.get(record.team)
+        if team is None:
+            raise APIError(409, f"team {record.team!r} is not served here", param="team")
+        settings = record.input.get("settings") or {}
+        if not settings:
+            return team
+        key = (record.team, tuple(sorted(settings.items())))
+        variant = self._variants.get(key)
+        if variant is None:
+            if len(self._variants) >= 64:
+                self._variants.pop(next(iter(self._variants)))
+            variant = self._variants[key] = with_agent_settings(team, settings)
+        return variant
+
+    @staticmethod
+    async def wait(task: asyncio.Task[Outcome]) -> Outcome:
+        """Waits for a run's task to end (without cancelling the run if the caller is cancelled)."""
+        return await asyncio.shield(task)
+
+    async def stop(self, run_id: str, reason: RunStatus = "cancelled") -> Outcome | None:
+        """Stops an active run and returns once it has ended: no model call of it happens after this."""
+        active = self._active.get(run_id)
+        if active is None:
+            return None
+        if not active.finishing and not active.gate.closed:
+            active.gate.reason = reason
+            active.gate.closed = True  # before anything else: no new call passes from here on
+            if active.started:
+                active.task.cancel()
+        return await asyncio.shield(active.task)
+
+    async def resume(self, record: RunRecord) -> None:
+        """Runs an interrupted run again, from the start; its events continue after the old ones."""
+        if record.id in self._active:
+            raise APIError(409, "the run is already running", code="run_active")
+        await self.store.update_run(record.id, status="queued")
+        self._start(record)
+
+    def _notify(self, run_id: str) -> None:
+        for waiter in self._waiters.get(run_id, ()):
+            waiter.set()
+
+    async def follow(self, run_id: str, *, after: int = 0) -> AsyncIterator[tuple[int, dict[str, Any] | None]]:
+        """The run's events after ``after``, then live ones until it ends. ``(0, None)`` is a heartbeat,
+        yielded after ``poll_s`` with nothing new (the store is polled too: another replica may run it)."""
+        waiters = self._waiters.setdefault(run_id, set())
+        waiter = asyncio.Event()
+        waiters.add(waiter)
+        try:
+            while True:
+                waiter.clear()
+                events = await self.store.events(run_id, after=after)
+                for seq, event in events:
+                    after = seq
+                    yield seq, event
+                if events:
+                    continue
+                if run_id not in self._active:
+                    record = await self.store.get_run(run_id)
+                    if record is None or record.status not in ("queued", "running"):
+                        return
+                try:
+                    await asyncio.wait_for(waiter.wait(), self.poll_s)
+                except TimeoutError:
+                    yield 0, None
+        finally:
+            waiters.discard(waiter)
+            if not waiters:
+                self._waiters.pop(run_id, None)
+
+    async def startup(self) -> list[str]:
+        """Marks runs a stopped service left unfinished as ``interrupted`` (resumable); accepts runs."""
+        self.accepting = True
+        ids = await self.store.interrupt_unfinished()
+        if ids:
+            logger.info("%d unfinished run(s) marked interrupted; POST /v1/runs/{id}/resume runs one again", len(ids))
+        return ids
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stops accepting runs, lets active ones finish within ``grace_s``, then interrupts the rest."""
+        self.accepting = False
+        tasks = [a.task for a in self._active.values()]
+        if tasks:
+            logger.info("shutdown: waiting up to %.1f s for %d run(s)", grace_s, len(tasks))
+            await asyncio.wait(tasks, timeout=grace_s)
+        left = list(self._active)
+        if left:
+            logger.warning("shutdown: interrupting %d run(s)", len(left))
+            await asyncio.gather(*(self.stop(run_id, "interrupted") for run_id in left), return_exceptions=True)
