@@ -69,18 +69,28 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-async def _drive(url: str, key: str, team: str, questions: list[str], clients: int, duration: float) -> dict[str, Any]:
+async def _drive(
+    url: str, key: str, team: str, questions: list[str], clients: int, duration: float, ramp: float = 0.0
+) -> dict[str, Any]:
+    """C closed-loop clients for ``duration`` seconds after a ``ramp`` in which they start one by one.
+
+    Requests started during the ramp are not counted: 200 clients firing at
+    the same instant measure a thundering herd, not the service's steady state.
+    """
     latencies: list[float] = []
     overheads: list[float] = []
     errors: dict[str, int] = {}
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        t0 = time.monotonic()
+        measured_from, end = t0 + ramp, t0 + ramp + duration
 
         async def client(i: int) -> None:
             n = i
-            end = time.monotonic() + duration
+            await asyncio.sleep(ramp * i / clients)
             while time.monotonic() < end:
+                counted = time.monotonic() >= measured_from
                 q = questions[n % len(questions)]
                 n += clients
                 body = orjson.dumps({"model": team, "messages": [{"role": "user", "content": q}]})
@@ -89,20 +99,20 @@ async def _drive(url: str, key: str, team: str, questions: list[str], clients: i
                     async with session.post(f"{url}/v1/chat/completions", data=body) as resp:
                         data = await resp.read()
                         status = resp.status
-                except aiohttp.ClientError as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                     continue
                 elapsed = time.perf_counter() - started
                 if status != 200:
                     errors[f"http_{status}"] = errors.get(f"http_{status}", 0) + 1
                     continue
-                llm_s = orjson.loads(data)["hyperteam"]["runs"][0]["usage"]["latency_s"]
-                latencies.append(elapsed)
-                overheads.append(elapsed - llm_s)
+                if counted:
+                    llm_s = orjson.loads(data)["hyperteam"]["runs"][0]["usage"]["latency_s"]
+                    latencies.append(elapsed)
+                    overheads.append(elapsed - llm_s)
 
-        started = time.perf_counter()
         await asyncio.gather(*(client(i) for i in range(clients)))
-        wall = time.perf_counter() - started
+        wall = duration
     ms = 1000.0
     return {
         "requests": len(latencies),
@@ -117,7 +127,8 @@ async def _drive(url: str, key: str, team: str, questions: list[str], clients: i
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="hyperteam bench service", description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=200, help="concurrent clients (default 200)")
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds of load (default 30)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of measured load (default 30)")
+    parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which clients start, unmeasured")
     parser.add_argument("--team", default="single", help="served team (default single: one call a request)")
     parser.add_argument("--ttft-ms", type=float, default=150.0, help="sim time to first token (default 150)")
     parser.add_argument("--per-token-ms", type=float, default=3.0, help="sim time per output token (default 3)")
@@ -143,7 +154,7 @@ def main(argv: list[str]) -> int:
             service = _start_service(args.team, f"{sim_url}#sim-0.8", key_file, port)
             url = f"http://127.0.0.1:{port}"
             asyncio.run(_drive(url, key, args.team, questions, min(args.clients, 8), 1.0))  # warm-up
-            result = asyncio.run(_drive(url, key, args.team, questions, args.clients, args.duration))
+            result = asyncio.run(_drive(url, key, args.team, questions, args.clients, args.duration, args.ramp))
         finally:
             if service is not None:
                 service.send_signal(signal.SIGINT)
@@ -152,7 +163,8 @@ def main(argv: list[str]) -> int:
                 except subprocess.TimeoutExpired:
                     service.kill()
             stop_sim_subprocess(sim)
-    result.update({"simulated": True, "clients": args.clients, "duration_s": args.duration, "team": args.team})
+    result.update({"simulated": True, "clients": args.clients, "team": args.team})
+    result.update({"duration_s": args.duration, "ramp_s": args.ramp})
     print(
         f"service: {args.clients} clients x {args.duration:g} s against `hyperteam serve --team {args.team}` "
         f"backed by hyperteam sim (SIMULATED: {args.ttft_ms:g} ms + {args.per_token_ms:g} ms/token)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -170,6 +171,10 @@ async def _serve(
             timeout_graceful_shutdown=max(1, math.ceil(args.grace)),
             lifespan="on",
         )
+        # A long-lived server: keep what start-up made (imports, teams) out of
+        # the cyclic GC's full scans, which otherwise stall request handling.
+        gc.collect()
+        gc.freeze()
         with _quiet_signal_replay():
             await uvicorn.Server(config).serve()
     finally:
