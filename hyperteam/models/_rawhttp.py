@@ -187,9 +187,6 @@ class RawHttpTransport:
             self._all.discard(conn)
         return result
 
-    async def get(self, path: str, *, timeout_s: float) -> tuple[int, bytes]:
-        raise NotImplementedError("GET is served by the aiohttp transport")
-
     async def close(self) -> None:
         for conn in list(self._all):
             if conn.transport is not None:

@@ -55,12 +55,6 @@ class HttpTransport:
             data = await resp.read()
             return resp.status, resp.headers, data
 
-    async def get(self, path: str, *, timeout_s: float) -> tuple[int, bytes]:
-        session = self._ensure_session()
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
-        async with session.get(self.base_url + path, timeout=timeout) as resp:
-            return resp.status, await resp.read()
-
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
