@@ -94,6 +94,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve_cli.main(args, default_model=_default_model)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from hyperteam import cli_train
+
+    return cli_train.main(args, default_model=_default_model)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from hyperteam import cli_show
 
@@ -109,7 +115,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hyperteam", description="Layered and hypergraph agent teams for LLMs.")
     sub = parser.add_subparsers(
-        dest="verb", required=True, parser_class=_Parser, metavar="{run,eval,serve,sim,show,bench}"
+        dest="verb", required=True, parser_class=_Parser, metavar="{run,eval,train,serve,sim,show,bench}"
     )
 
     run = sub.add_parser("run", help="run a team on one question", description="Run a team on one question.")
@@ -147,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_cli.add_arguments(serve)
     serve.set_defaults(func=cmd_serve)
+
+    from hyperteam import cli_train
+
+    train = sub.add_parser(
+        "train",
+        help="train a team (textual backprop) or a topology (--topology)",
+        description="Train a team's prompts, roles and aggregators on a suite, or learn a topology (--topology).",
+    )
+    cli_train.add_arguments(train)
+    train.set_defaults(func=cmd_train)
 
     from hyperteam.testing.sim import cli as sim_cli
 

@@ -1,0 +1,48 @@
+"""``hyperteam train``: improve a team (textual backprop) or learn a topology (``--topology``).
+
+Two trainers share one verb: without ``--topology`` the ANN trainer of
+``hyperteam.optim`` rewrites the team's roles, prompts and aggregators; with
+``--topology {hyperagent,gdesigner,agentprune}`` a topology learner of
+``hyperteam.topologies.learned`` is fitted. Each trainer may add options of
+its own below; options that do not apply to the chosen trainer are refused by it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+TOPOLOGY_LEARNERS = ("hyperagent", "gdesigner", "agentprune")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds ``train``'s options to ``parser``."""
+    parser.add_argument("--team", required=True, help="a team file (YAML/JSON) or built-in team name")
+    parser.add_argument("--suite", required=True, help="gsm8k, gsm-hard, multiarith, demo")
+    parser.add_argument("--train", type=int, default=40, help="training problems, from the train split (default 40)")
+    parser.add_argument("--val", type=int, default=40, help="validation problems, held out of --train (default 40)")
+    parser.add_argument("--epochs", type=int, default=2, help="passes over the training problems (default 2)")
+    parser.add_argument("--batch", type=int, default=8, help="problems per minibatch (default 8)")
+    parser.add_argument("--model", help="model spec for the team's agents (default: HYPERTEAM_BASE_URL, else sim)")
+    parser.add_argument("--optimizer-model", help="model spec for gradients and patches (default: --model)")
+    parser.add_argument("--budget-tokens", type=int, help="stop cleanly once this many tokens are spent")
+    parser.add_argument("--concurrency", type=int, default=32, help="problems in flight (default 32)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for shuffling and sampling (default 0)")
+    parser.add_argument("--out", type=Path, required=True, help="the trained team / topology file (JSON)")
+    parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint left by an earlier run")
+    parser.add_argument(
+        "--topology", choices=TOPOLOGY_LEARNERS, help="learn a communication topology instead of prompts"
+    )
+    parser.add_argument("--samples-per-query", type=int, default=10, help="--topology: hypergraphs sampled per query")
+    parser.add_argument("--token-penalty", type=float, help="--topology: λ in utility = correct − λ·tokens")
+
+
+def main(args: argparse.Namespace, *, default_model: object) -> int:
+    """Dispatches to the chosen trainer."""
+    if args.topology:
+        from hyperteam.topologies.learned import train_cli as topology_cli
+
+        return topology_cli.main(args, default_model=default_model)
+    from hyperteam.optim import train_cli
+
+    return train_cli.main(args, default_model=default_model)
