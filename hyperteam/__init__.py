@@ -9,7 +9,7 @@ Example:
     >>> result = team.run_sync("Janet's ducks lay 16 eggs per day ...")  # doctest: +SKIP
 """
 
-from hyperteam import models
+from hyperteam import models, optim
 from hyperteam.agents import Agent, AgentOutput, TraceEvent, extract_answer
 from hyperteam.errors import ConfigError, HyperteamError, LimitError, ModelError, ParseError
 from hyperteam.evals import datasets
@@ -45,4 +45,5 @@ __all__ = [
     "get_fusion",
     "load_team",
     "models",
+    "optim",
 ]

@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="the trained team / topology file (JSON)")
     parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint left by an earlier run")
     parser.add_argument(
+        "--structured-output",
+        choices=["json_object"],
+        help="ask the optimizer's endpoint for JSON patches (response_format), where it supports it",
+    )
+    parser.add_argument(
         "--topology", choices=TOPOLOGY_LEARNERS, help="learn a communication topology instead of prompts"
     )
     parser.add_argument("--samples-per-query", type=int, default=10, help="--topology: hypergraphs sampled per query")

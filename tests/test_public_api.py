@@ -6,7 +6,7 @@ EXPORTED = {
     "Agent", "AgentOutput", "ChatModel", "ChatRequest", "ChatResult", "ConfigError", "Fusion", "HypergraphTeam",
     "HyperteamError", "Layer", "LayeredTeam", "LimitError", "ModelError", "ParseError", "Runtime", "Team",
     "TeamResult", "TraceEvent", "Usage", "__version__", "datasets", "extract_answer", "get_fusion", "load_team",
-    "models",
+    "models", "optim",
 }  # fmt: skip
 
 

@@ -34,6 +34,12 @@ class Layer(BaseModel):
     agents: list[Agent] = Field(min_length=1)
     fusion: str | dict[str, Any] = "majority_vote"
     input_title: str = "Result of the previous step"
+    candidates: list[str | dict[str, Any]] = Field(default_factory=list)
+    """Other aggregators the router may pick per task instead of ``fusion`` (``router="llm"``)."""
+    router: Literal["fixed", "llm"] = "fixed"
+    """``fixed``: always ``fusion``; ``llm``: a model picks among ``fusion`` and ``candidates`` per task."""
+    refine: int = Field(default=0, ge=0, le=10)
+    """Rounds of test-time refinement (critique, then revision) of this layer's fused output."""
 
     _fusion_impl: Fusion | None = PrivateAttr(default=None)
 
@@ -49,6 +55,16 @@ class Layer(BaseModel):
             get_fusion(value)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None  # pydantic adds where in the spec it was
+        return value
+
+    @field_validator("candidates")
+    @classmethod
+    def _check_candidates(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        for i, spec in enumerate(value):
+            try:
+                get_fusion(spec)
+            except ConfigError as exc:
+                raise ValueError(f"candidate {i}: {exc}") from None
         return value
 
     @model_validator(mode="after")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from hyperteam.agents.messages import TraceEvent
 from hyperteam.errors import ConfigError
@@ -25,8 +25,13 @@ class Team(BaseModel):
     name: str = "team"
     description: str = ""
     model: str | ChatModel | None = None
+    refine: int = Field(default=0, ge=0, le=10)
+    """Rounds of test-time refinement of the final answer (critique, then revision); 0: none."""
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    """What training did to this team, one entry per accepted step (written by ``hyperteam.optim``)."""
 
     _compiled: Any = PrivateAttr(default=None)
+    _grads: dict[str, str] = PrivateAttr(default_factory=dict)
 
     def compile(self) -> Any:
         """The runnable graph of this team (cached until the team changes)."""
@@ -68,6 +73,10 @@ class Team(BaseModel):
         ctx = RunContext(runtime or Runtime.current(), model if model is not None else self.model, on_event)
         started = time.perf_counter()
         result = await self._execute(task, ctx)
+        if self.refine:
+            from hyperteam.optim.refine import refine_result
+
+            result = await refine_result(task, result, ctx, rounds=self.refine, where=self.name)
         result.wall_s = time.perf_counter() - started
         return result
 
@@ -81,6 +90,33 @@ class Team(BaseModel):
         except RuntimeError:
             return asyncio.run(self.run(task, **kwargs))
         raise ConfigError("run_sync() was called inside a running event loop; use `await team.run(...)`")
+
+    def named_parameters(self) -> list[tuple[str, Any]]:
+        """Every trainable text (roles, instructions, aggregator choices) as ``(name, Parameter)``.
+
+        See :mod:`hyperteam.optim.parameters`.
+        """
+        from hyperteam.optim.parameters import named_parameters
+
+        return named_parameters(self)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The values of :meth:`named_parameters`, by name (plain data, JSON-ready)."""
+        return {name: p.value for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: dict[str, Any], *, strict: bool = True) -> None:
+        """Sets parameter values from :meth:`state_dict` output; all or nothing.
+
+        Raises:
+            ConfigError: with ``strict``, a missing or unknown name; any invalid value.
+        """
+        from hyperteam.optim.parameters import load_state_dict
+
+        load_state_dict(self, state, strict=strict)
+
+    def zero_grad(self) -> None:
+        """Forgets the textual gradients that ``loss.backward()`` left on the parameters."""
+        self._grads.clear()
 
     def to_mermaid(self) -> str:
         """The team's structure as a Mermaid flowchart."""

@@ -188,6 +188,16 @@ class SimBrain:
         texts = [message_text(m) for m in messages]
         base = self._base_digest(model, messages, texts, temperature, seed)
         full = "\n".join(texts)
+        if texts and "[[optim:" in texts[-1]:
+            # The optimizer's prompts (hyperteam/prompts/optim.yaml) want gradients, patches,
+            # routes and critiques, not solutions; see hyperteam.optim._simulated.
+            from hyperteam.optim._simulated import MARKER, respond_optim
+
+            found = MARKER.search(texts[-1])
+            if found is not None:
+                kind = found.group(1)
+                indices = range(first_index, first_index + n)
+                return [respond_optim(self, kind, full, texts[-1], base, i, acc) for i in indices]
         known, question_at = self._find_question(full)
         candidates = [
             c

@@ -1,0 +1,87 @@
+"""Textual backpropagation for layered teams (ANN, arXiv 2506.09046), in PyTorch's terms.
+
+Example:
+    >>> import hyperteam as ht
+    >>> team = ht.load_team("ann-gsm8k")
+    >>> loss_fn = ht.optim.EvaluatorLoss(model="sim:0.7")
+    >>> optimizer = ht.optim.TextualGradientDescent(team, model="sim:0.7")
+    >>> # loss = await loss_fn(team, examples); await loss.backward(); await optimizer.step()
+
+Choices the paper leaves open, and what hyperteam does:
+
+* Loss: exact match of the final answer; the evaluator model writes feedback
+  only for wrong answers (right ones get "correct" without a call).
+* Global gradient: one call per minibatch over all its wrong runs (a batch
+  gradient), not one per example averaged afterwards.
+* Local gradients: one call per layer, last layer first, from the layer's
+  slice of the traces (agent answers, outputs clipped to 300 characters, the
+  aggregator's choice and reason; 3,000 characters at most), the global
+  gradient and the gradient of the layer after it. Every parameter of a
+  layer receives that layer's gradient; there are no per-agent gradients.
+* Bound: every gradient is at most ``max_chars`` (800) characters; a longer
+  one is summarised by one more call and then clipped, so prompts do not grow
+  with the number of steps.
+* Momentum: the last ``momentum`` (3) gradients of each layer, each marked
+  kept or reverted, are shown to the updater as text; nothing is averaged.
+* Update: a JSON patch of one to five operations per layer, within the
+  layer (roles, instructions, aggregator, agents, candidates); the number
+  and order of layers are not trained. New agents inherit the model and
+  sampling settings of the layer's first agent; at most 7 agents per layer;
+  ``adaptive`` and ``confidence_vote`` are not offered (they need state or
+  logprobs a patch cannot give). Adding a candidate aggregator turns the
+  layer's LLM router on. All layers' valid patches of a step are applied and
+  judged together.
+* Acceptance: strictly more right answers than the current team on a
+  validation minibatch (``val_batch`` problems, sampled per step from the
+  seed), then a strictly higher score on the whole validation set; ties are
+  reverted. The current team's per-problem validation results are reused,
+  not recomputed: exact for deterministic models, optimistic noise control
+  at temperature > 0.
+* A minibatch with no wrong answer has no gradient: the step is skipped.
+  A problem whose run failed counts as wrong; a failed optimizer call ends
+  its step unchanged.
+* All optimizer, router and critic calls use temperature 0.
+* Forward routing: before a layer's agents run, the team's default model
+  picks among ``[fusion, *candidates]`` from the task and the layer input;
+  an unreadable pick falls back to ``fusion``.
+* Refinement: the critic ends with ``Verdict: OK`` or ``Verdict: FIX``;
+  only ``FIX`` leads to a revision, and a revision without an answer keeps
+  the previous solution.
+* Pool: an accepted step adds the layers it changed, with the validation
+  score they reached; ``assemble`` takes the best variant of each layer.
+* Data: ``hyperteam train`` validates on the ``--val`` problems that follow
+  the ``--train`` ones in the suite's train split.
+* Budget: checked between steps, so a run may pass it by one step's tokens.
+"""
+
+from hyperteam.optim.cost import CostEstimate, estimate
+from hyperteam.optim.loss import EvaluatorLoss, Example, Gradients, Loss
+from hyperteam.optim.optimizer import PatchRecord, TextualGradientDescent
+from hyperteam.optim.parameters import Parameter, named_parameters
+from hyperteam.optim.patch import Patch, apply_patch, parse_patch
+from hyperteam.optim.pool import LayerPool, Variant, assemble
+from hyperteam.optim.refine import refine_output
+from hyperteam.optim.report import write_report
+from hyperteam.optim.trainer import Trainer
+
+__all__ = [
+    "CostEstimate",
+    "EvaluatorLoss",
+    "Example",
+    "Gradients",
+    "LayerPool",
+    "Loss",
+    "Parameter",
+    "Patch",
+    "PatchRecord",
+    "TextualGradientDescent",
+    "Trainer",
+    "Variant",
+    "apply_patch",
+    "assemble",
+    "estimate",
+    "named_parameters",
+    "parse_patch",
+    "refine_output",
+    "write_report",
+]

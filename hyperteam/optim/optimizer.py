@@ -1,0 +1,215 @@
+"""The optimizer: turns each layer's textual gradient into a validated patch (ANN's update step).
+
+``TextualGradientDescent`` is torch's ``optim.SGD`` for team specs: it holds
+the team, and ``await optimizer.step()`` asks an updater model, once per
+layer that has a gradient, for a structured patch (see
+:mod:`hyperteam.optim.patch`). Each layer keeps a short momentum history of
+its past gradients and whether their updates were kept, shown to the
+updater so that it does not repeat a reverted change. A patch that does not
+parse, names what is not there, or makes an invalid team is rejected and
+recorded with its reason; valid patches are applied to the team in place.
+The trainer then calls :meth:`record_outcome` with the validation verdict.
+
+Example:
+    >>> opt = TextualGradientDescent(team, model="sim:0.7", momentum=3)   # doctest: +SKIP
+    >>> loss = await loss_fn(team, examples); await loss.backward()      # doctest: +SKIP
+    >>> records = await opt.step(); opt.zero_grad()                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from hyperteam.agents.messages import TraceEvent
+from hyperteam.errors import ConfigError, ModelError, ParseError
+from hyperteam.models.runtime import Runtime
+from hyperteam.models.types import ChatModel, Usage
+from hyperteam.optim._calls import ask, clip
+from hyperteam.optim.patch import apply_patch, copy_spec, parse_patch
+from hyperteam.topologies.io import team_from_dict
+from hyperteam.topologies.layered import LayeredTeam
+from hyperteam.topologies.team import Team
+
+# Aggregators the updater may choose; "adaptive" and "confidence_vote" need
+# state or logprobs that a patch cannot provide, so they are left out.
+UPDATE_FUSIONS = ("majority_vote", "llm_synthesize", "llm_select", "judge", "ranked_vote", "debate", "chain", "collect")
+
+
+@dataclass(slots=True)
+class PatchRecord:
+    """What happened to one layer's update at one step.
+
+    ``status``: ``applied`` (valid, now in the team), ``rejected`` (malformed
+    or invalid: ``reason`` says why; never applied). ``accepted``: the
+    trainer's validation verdict on an applied patch (None until known).
+    """
+
+    step: int
+    layer: str
+    status: Literal["applied", "rejected"]
+    text: str
+    reason: str = ""
+    accepted: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class Moment:
+    """One entry of a layer's momentum history."""
+
+    step: int
+    gradient: str
+    accepted: bool | None = None
+
+
+class TextualGradientDescent:
+    """Applies textual gradients to a layered team as validated patches, with per-layer momentum.
+
+    Args:
+        team: the team to update in place.
+        model: the updater's model (spec or chat model); None: the runtime's default.
+        runtime: clients and cache for the calls; default: the event loop's runtime.
+        momentum: how many past gradients per layer the updater sees.
+        max_agents: the most agents a patch may leave in a layer.
+        structured: ``"json_object"`` also sends ``response_format={"type": "json_object"}``
+            (OpenAI-compatible servers that support it); None relies on the ``<patch>`` delimiters.
+
+    Example:
+        >>> import hyperteam as ht
+        >>> opt = TextualGradientDescent(ht.load_team("ann-gsm8k"), model="sim:0.7")
+    """
+
+    def __init__(
+        self,
+        team: Team,
+        *,
+        model: str | ChatModel | None = None,
+        runtime: Runtime | None = None,
+        momentum: int = 3,
+        max_agents: int = 7,
+        structured: Literal["json_object"] | None = None,
+    ) -> None:
+        if not isinstance(team, LayeredTeam):
+            raise ConfigError(f"textual backprop trains layered teams; {team.name!r} is a {type(team).__name__}")
+        if momentum < 0:
+            raise ConfigError(f"momentum must be >= 0, got {momentum}")
+        self.team = team
+        self.model = model
+        self.runtime = runtime
+        self.momentum = momentum
+        self.max_agents = max_agents
+        self.structured = structured
+        self.steps = 0
+        self.history: dict[str, deque[Moment]] = {}
+        self.records: list[PatchRecord] = []
+        self.usage = Usage()
+        self.last_events: list[TraceEvent] = []
+
+    def zero_grad(self) -> None:
+        self.team.zero_grad()
+
+    async def step(self) -> list[PatchRecord]:
+        """One update: a patch per layer with a gradient; the valid ones are applied to the team."""
+        self.steps += 1
+        self.last_events = []
+        model = (self.runtime or Runtime.current()).model(self.model)
+        grads = {p.layer: p.grad for _, p in self.team.named_parameters() if p.grad}
+        spec = snapshot(self.team)
+        records: list[PatchRecord] = []
+        for layer in self.team.layers:
+            gradient = grads.get(layer.name)
+            if not gradient:
+                continue
+            past = list(self.history.get(layer.name, ()))
+            moments = self.history.setdefault(layer.name, deque(maxlen=self.momentum or None))
+            moment = Moment(self.steps, gradient)
+            if self.momentum:
+                moments.append(moment)
+            record, patched = await self._update(model, spec, layer.name, gradient, past)
+            if patched is not None:
+                spec = patched  # the next layer's patch builds on this one
+            else:
+                moment.accepted = False
+            records.append(record)
+        if any(r.status == "applied" for r in records):
+            restore(self.team, spec)
+        self.records.extend(records)
+        return records
+
+    async def _update(
+        self, model: ChatModel, spec: dict[str, Any], layer: str, gradient: str, past: list[Moment]
+    ) -> tuple[PatchRecord, dict[str, Any] | None]:
+        extra = {"response_format": {"type": "json_object"}} if self.structured == "json_object" else None
+        try:
+            out, event = await ask(
+                model, "optim.updater", "update", layer=layer, target=layer, extra=extra,
+                spec=json.dumps(layer_spec(spec, layer), ensure_ascii=False), gradient=gradient,
+                history=past, fusions=UPDATE_FUSIONS, max_agents=self.max_agents,
+            )  # fmt: skip
+        except ModelError as exc:
+            return PatchRecord(self.steps, layer, "rejected", "", f"the updater's call failed: {exc.kind}: {exc}"), None
+        self.last_events.append(event)
+        self.usage = self.usage + event.usage
+        try:
+            patch = parse_patch(out.text)
+            candidate = apply_patch(spec, layer, patch, max_agents=self.max_agents)
+            team_from_dict(candidate, source=f"patch of layer {layer!r}")
+        except (ParseError, ConfigError) as exc:
+            return PatchRecord(self.steps, layer, "rejected", clip(out.text, 2000), str(exc)), None
+        return PatchRecord(self.steps, layer, "applied", patch.describe()), candidate
+
+    def record_outcome(self, accepted: bool) -> None:
+        """Tells the optimizer whether the last step's applied patches were kept (for the momentum)."""
+        for record in self.records:
+            if record.step == self.steps and record.status == "applied":
+                record.accepted = accepted
+        for moments in self.history.values():
+            for moment in moments:
+                if moment.step == self.steps and moment.accepted is None:
+                    moment.accepted = accepted
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state (step count, momentum, records, usage), JSON-ready."""
+        return {
+            "steps": self.steps,
+            "history": {k: [asdict(m) for m in v] for k, v in self.history.items()},
+            "records": [r.to_dict() for r in self.records],
+            "usage": self.usage.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        self.history = {
+            k: deque((Moment(**m) for m in v), maxlen=self.momentum or None) for k, v in state["history"].items()
+        }
+        self.records = [PatchRecord(**r) for r in state["records"]]
+        u = state["usage"]
+        self.usage = Usage(u["prompt_tokens"], u["completion_tokens"], u["calls"], u["latency_s"])
+
+
+def snapshot(team: Team) -> dict[str, Any]:
+    """The team's spec as data; model objects (test doubles) are kept by reference, not copied."""
+    return copy_spec(team.model_dump(mode="python"))
+
+
+def restore(team: Team, spec: dict[str, Any]) -> None:
+    """Makes ``team`` equal to the spec ``spec`` (validated first), in place."""
+    new = team_from_dict(copy_spec(spec), source=f"team {team.name!r}")
+    for name in type(team).model_fields:
+        if getattr(team, name) != getattr(new, name):
+            setattr(team, name, getattr(new, name))
+
+
+def layer_spec(spec: dict[str, Any], layer: str) -> dict[str, Any]:
+    """What the updater sees of a layer: names, roles, instructions and aggregators."""
+    entry = next(e for e in spec["layers"] if e["name"] == layer)
+    agents = [
+        {"name": a["name"], "role": a.get("role", ""), "instructions": a.get("instructions", "")}
+        for a in entry["agents"]
+    ]
+    return {"name": layer, "fusion": entry.get("fusion"), "candidates": entry.get("candidates", []), "agents": agents}

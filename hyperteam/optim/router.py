@@ -1,0 +1,83 @@
+"""Forward-phase routing: an LLM picks a layer's aggregator per task (ANN's ``select(F_l, l, I_l, task)``).
+
+A layer with ``router="llm"`` and some ``candidates`` asks its first
+agent's model (the team's default model unless that agent names one),
+before its agents run, which of ``[fusion, *candidates]`` suits this task
+and this layer input. The pick and the router's reason go
+in the trace as a ``route`` event. A reply without a valid ``Choice:`` line,
+or a failed call, falls back to the layer's fixed ``fusion`` and says so.
+
+Example:
+    >>> import hyperteam as ht
+    >>> layer = ht.Layer("solve", agents=[ht.Agent(name="a"), ht.Agent(name="b")],
+    ...                  fusion="majority_vote", candidates=["llm_select", "llm_synthesize"], router="llm")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hyperteam.agents.messages import TraceEvent
+from hyperteam.errors import ModelError
+from hyperteam.fusion import Fusion, get_fusion
+from hyperteam.fusion._parse import parse_index, tagged_line
+from hyperteam.models.types import Usage
+from hyperteam.optim._calls import ask
+
+if TYPE_CHECKING:
+    from hyperteam.topologies.layered import Layer
+    from hyperteam.topologies.result import RunContext
+
+# One line per aggregator, for the router's menu; unknown (user-registered) ones use their docstring.
+ABOUT: dict[str, str] = {
+    "majority_vote": "the most common final answer wins; cheap, good when agents are independent",
+    "weighted_vote": "votes weighted by each agent's measured accuracy",
+    "confidence_vote": "votes weighted by the agents' token confidence",
+    "llm_synthesize": "a model reads all solutions and writes one corrected solution",
+    "llm_select": "a model picks the most consistent solution, verbatim",
+    "judge": "a judge scores each solution and the best one wins",
+    "ranked_vote": "agents rank the distinct answers; Borda count",
+    "debate": "agents revise their solutions after reading each other's, until most agree",
+    "chain": "each agent checks and improves the previous agent's solution",
+    "collect": "all solutions are passed on unchanged, for the next layer to weigh",
+    "adaptive": "learned per-agent reliability selects and weights the answers",
+}
+
+
+def about(fusion: Fusion) -> str:
+    doc = (type(fusion).__doc__ or fusion.name).strip().splitlines()[0]
+    return ABOUT.get(fusion.name, doc)
+
+
+async def route(layer: Layer, task: str, layer_input: str | None, ctx: RunContext) -> tuple[Fusion, list[TraceEvent]]:
+    """Picks the layer's aggregator for this task; returns it and the ``route`` trace event."""
+    options = [get_fusion(spec) for spec in [layer.fusion, *layer.candidates]]
+    menu = [{"name": f.name, "about": about(f)} for f in options]
+    names = [f.name for f in options]
+    try:
+        out, event = await ask(
+            ctx.model(layer.agents[0].model),  # the team's default model unless the layer names its own
+            f"{layer.name}.router",
+            "route",
+            layer=layer.name,
+            target=layer.name,
+            task=task,
+            layer_input=layer_input,
+            input_title=layer.input_title,
+            options=menu,
+        )
+    except ModelError as exc:
+        event = TraceEvent("route", layer.name, f"{layer.name}.router", "", "", None, Usage(), f"{exc.kind}: {exc}")
+        event.detail = {"options": names, "choice": names[0], "reason": f"router failed ({exc.kind}): fixed aggregator"}
+        ctx.emit(event)
+        return options[0], [event]
+    k = parse_index(tagged_line(out.text, "Choice"), len(options))
+    reason = tagged_line(out.text, "Reason") or ""
+    fallback = k is None
+    if fallback:
+        k = 0
+        reason = "the router named no valid choice: fixed aggregator"
+    event.answer = names[k]
+    event.detail = {"options": names, "choice": names[k], "reason": reason, "fallback": fallback}
+    ctx.emit(event)
+    return options[k], [event]
