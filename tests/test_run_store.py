@@ -270,3 +270,20 @@ async def test_unreachable_postgres_is_a_config_error_without_the_password() -> 
         await store.open()
     assert "hunter2" not in str(err.value)
     await store.close()
+
+
+async def test_a_batch_write_creates_appends_in_order_then_updates(opener: Opener) -> None:
+    store = await opener()
+    await store.create_run(_run("run_2"))
+    await store.append_event("run_2", {"type": "status"})
+    events = [("run_1", {"i": 0}), ("run_2", {"i": 1}), ("run_gone", {"i": 2}), ("run_1", {"i": 3})]
+    updates = [("run_1", {"status": "succeeded", "result": {"answer": "5"}}), ("run_gone", {"status": "failed"})]
+    assert await store.write(creates=[_run("run_1")], events=events, updates=updates) == [1, 2, None, 2]
+    assert await store.events("run_1") == [(1, {"i": 0}), (2, {"i": 3})]
+    assert await store.events("run_2") == [(1, {"type": "status"}), (2, {"i": 1})]
+    assert await store.events("run_gone") == []
+    run = await store.get_run("run_1")
+    assert (run.status, run.result) == ("succeeded", {"answer": "5"})
+    with pytest.raises(ValueError, match="run_1"):
+        await store.write(creates=[_run("run_1")], events=[("run_2", {"i": 9})])
+    assert [seq for seq, _ in await store.events("run_2")] == [1, 2]  # the failed batch wrote nothing

@@ -175,3 +175,27 @@ async def test_steps_are_reported_as_they_finish():
     result = await team.run("1 + 1?", on_event=lambda ev: seen.append((ev.kind, ev.agent)))
     assert seen == [("agent", "s1"), ("agent", "s2"), ("agent", "s0"), ("fusion", "solve.vote")]
     assert len(result.trace) == 4
+
+
+@pytest.mark.parametrize("name", ["ann-gsm8k", "moa", "hypergraph-gsm8k"])
+async def test_stepping_the_chain_gives_what_langgraph_gives(name: str):
+    from hyperteam.topologies._graph import chain_steps
+    from hyperteam.topologies.result import RunContext
+
+    team = ht.load_team(name)
+    graph = team.compile()
+    assert chain_steps(graph) is not None  # every built-in team is a chain: run() steps it directly
+    question = ht.datasets.load("demo", limit=1)[0].question
+    async with ht.Runtime() as runtime:
+        stepped = await team.run(question, runtime=runtime, model="sim:0.6")
+        ctx = RunContext(runtime, "sim:0.6")
+        state = await graph.ainvoke(
+            {"task": question, "input": None, "answer": None, "trace": []}, config={"configurable": {"ctx": ctx}}
+        )
+
+    def steps(trace: list[ht.TraceEvent]) -> list[tuple[object, ...]]:
+        return [(e.layer, e.agent, e.kind, e.answer, e.output, e.usage.total_tokens) for e in trace]
+
+    assert (stepped.answer, stepped.text) == (state["answer"], state["input"])
+    assert steps(stepped.trace) == steps(state["trace"])
+    assert len(stepped.trace) > len(team.agents)

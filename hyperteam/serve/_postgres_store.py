@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -234,6 +235,38 @@ class PostgresRunStore:
         if not rows:
             raise KeyError(run_id)
         return rows[0][0]
+
+    async def write(
+        self,
+        *,
+        creates: Sequence[RunRecord] = (),
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
+        updates: Sequence[tuple[str, dict[str, Any]]] = (),
+    ) -> list[int | None]:
+        """Many writes, in this order: new runs, (run id, event) pairs appended in order, then (run id,
+        keyword arguments of :meth:`update_run`) status changes (a missing run is skipped). Returns the
+        events' sequence numbers (None: no such run).
+
+        One statement each, in autocommit like every other method, so that no
+        transaction holds a run's counter locked across network round trips.
+
+        Raises:
+            ValueError: a new run's id is already in use.
+        """
+        for record in creates:
+            await self.create_run(record)
+        seqs: list[int | None] = []
+        for run_id, event in events:
+            try:
+                seqs.append(await self.append_event(run_id, event))
+            except KeyError:
+                seqs.append(None)
+        for run_id, fields in updates:
+            try:
+                await self.update_run(run_id, **fields)
+            except KeyError:
+                pass
+        return seqs
 
     async def events(self, run_id: str, *, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
         """The run's events with a sequence number above ``after``, in order."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,10 @@ _INSERT_RUN = (
     f"INSERT INTO runs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (owner, idempotency_key) DO NOTHING"
 )
+_UPDATE = (
+    "UPDATE runs SET status = ?, result = coalesce(?, result), error = coalesce(?, error),"
+    " usage = coalesce(?, usage), updated_at = ? WHERE id = ?"
+)
 # One statement, so SQLite takes the write lock before reading max(seq): two
 # connections appending to the same run cannot both read the same maximum.
 _APPEND = (
@@ -84,6 +89,23 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         created_at=created_at,
         updated_at=updated_at,
         usage=_loads(usage),
+    )
+
+
+def _row(record: RunRecord, now: float) -> tuple[Any, ...]:
+    created_at = record.created_at or now
+    return (
+        record.id,
+        record.team,
+        record.owner,
+        record.idempotency_key,
+        _dumps(record.input),
+        record.status,
+        _dumps(record.result),
+        _dumps(record.error),
+        _dumps(record.usage),
+        created_at,
+        record.updated_at or created_at,
     )
 
 
@@ -132,21 +154,7 @@ class SQLiteRunStore:
         Raises:
             ValueError: a run with this id already exists.
         """
-        now = time.time()
-        created_at = record.created_at or now
-        row = (
-            record.id,
-            record.team,
-            record.owner,
-            record.idempotency_key,
-            _dumps(record.input),
-            record.status,
-            _dumps(record.result),
-            _dumps(record.error),
-            _dumps(record.usage),
-            created_at,
-            record.updated_at or created_at,
-        )
+        row = _row(record, time.time())
         try:
             inserted = self._db.execute(_INSERT_RUN, row).rowcount == 1
         except sqlite3.IntegrityError:
@@ -178,13 +186,19 @@ class SQLiteRunStore:
         Raises:
             KeyError: no run has this id.
         """
-        cur = self._db.execute(
-            "UPDATE runs SET status = ?, result = coalesce(?, result), error = coalesce(?, error),"
-            " usage = coalesce(?, usage), updated_at = ? WHERE id = ?",
-            (status, _dumps(result), _dumps(error), _dumps(usage), time.time(), run_id),
-        )
+        cur = self._db.execute(_UPDATE, self._update_params(run_id, status, result, error, usage))
         if cur.rowcount == 0:
             raise KeyError(run_id)
+
+    @staticmethod
+    def _update_params(
+        run_id: str,
+        status: RunStatus,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        usage: dict[str, Any] | None = None,
+    ) -> tuple[Any, ...]:
+        return (status, _dumps(result), _dumps(error), _dumps(usage), time.time(), run_id)
 
     async def append_event(self, run_id: str, event: dict[str, Any]) -> int:
         """Appends an event to the run; returns its sequence number (1, 2, ...).
@@ -198,6 +212,46 @@ class SQLiteRunStore:
         except sqlite3.IntegrityError:
             raise KeyError(run_id) from None
         return seq
+
+    async def write(
+        self,
+        *,
+        creates: Sequence[RunRecord] = (),
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
+        updates: Sequence[tuple[str, dict[str, Any]]] = (),
+    ) -> list[int | None]:
+        """Many writes in one transaction, in this order: new runs, (run id, event) pairs appended in
+        order, then (run id, keyword arguments of :meth:`update_run`) status changes (a missing run is
+        skipped). Returns the events' sequence numbers (None for a run that does not exist).
+
+        One commit for a batch: a service under load writes the runs, events and status changes of many
+        requests at once (see ``hyperteam.serve.manager``), and a commit is most of a write's cost.
+
+        Raises:
+            ValueError: a new run's id is already in use (nothing of the batch is written).
+        """
+        seqs: list[int | None] = []
+        now = time.time()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for record in creates:
+                try:
+                    self._db.execute(_INSERT_RUN, _row(record, now))
+                except sqlite3.IntegrityError:
+                    raise ValueError(f"a run with id {record.id!r} already exists") from None
+            for run_id, event in events:
+                try:
+                    ((seq,),) = self._db.execute(_APPEND, (run_id, _dumps(event), now)).fetchall()
+                except sqlite3.IntegrityError:
+                    seq = None
+                seqs.append(seq)
+            for run_id, fields in updates:
+                self._db.execute(_UPDATE, self._update_params(run_id, **fields))
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return seqs
 
     async def events(self, run_id: str, *, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
         """The run's events with a sequence number above ``after``, in order."""

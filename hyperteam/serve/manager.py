@@ -86,28 +86,73 @@ class _Active:
     finishing: bool = False
 
 
-class _EventWriter:
-    """Appends a run's events to the store in order, from the team's synchronous callback."""
+class _EventLog:
+    """Stores every run's events and status changes in the order they happen, many runs' in one write.
 
-    def __init__(self, store: RunStore, run_id: str, notify: Any) -> None:
-        self._store, self._run_id, self._notify = store, run_id, notify
-        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._task = asyncio.create_task(self._drain())
+    One writer for the whole service rather than one per run: under load many
+    runs finish steps in the same loop tick, and their events and status
+    changes go to the store in one call: one SQLite transaction instead of a
+    commit per write, which was a quarter of the service's CPU per request
+    (bench service). Events of one run keep their order (one queue, written in
+    order), and a run's status change is stored with the events before it.
+    """
 
-    def put(self, event: dict[str, Any]) -> None:
-        self._queue.put_nowait(event)
+    def __init__(self, store: RunStore, notify: Any) -> None:
+        self._store, self._notify = store, notify
+        self._creates: list[RunRecord] = []
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._updates: list[tuple[str, dict[str, Any]]] = []
+        self._put = self._written = 0
+        self._flushes: list[tuple[int, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def create(self, record: RunRecord) -> None:
+        """Queues a new run (an id nobody else uses), stored before any event."""
+        self._creates.append(record)
+        self._wake()
+
+    def put(self, run_id: str, event: dict[str, Any]) -> None:
+        """Queues an event; the writer stores it once the current loop tick is over."""
+        self._pending.append((run_id, event))
+        self._wake()
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        """Queues a status change (``RunStore.update_run``'s arguments), stored after the run's events so far."""
+        self._updates.append((run_id, fields))
+        self._wake()
+
+    def _wake(self) -> None:
+        self._put += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def flush(self) -> None:
+        """Returns once every event queued so far is stored."""
+        if self._written < self._put:
+            done = asyncio.get_running_loop().create_future()
+            self._flushes.append((self._put, done))
+            await done
 
     async def _drain(self) -> None:
-        while (event := await self._queue.get()) is not None:
+        while self._creates or self._pending or self._updates:
+            creates, self._creates = self._creates, []
+            batch, self._pending = self._pending, []
+            updates, self._updates = self._updates, []
+            count = len(creates) + len(batch) + len(updates)
             try:
-                await self._store.append_event(self._run_id, event)
-            except Exception as exc:  # a lost event must not kill the run
-                logger.error("run %s: could not store an event: %s", self._run_id, type(exc).__name__)
-            self._notify(self._run_id)
-
-    async def close(self) -> None:
-        self._queue.put_nowait(None)
-        await self._task
+                await self._store.write(creates=creates, events=batch, updates=updates)
+            except Exception as exc:  # a lost write must not kill the runs
+                logger.error("could not store %d write(s): %s", count, type(exc).__name__)
+            self._written += count
+            for run_id in dict.fromkeys(run_id for run_id, _ in batch):
+                self._notify(run_id)
+            waiting = []
+            for target, done in self._flushes:
+                if target > self._written:
+                    waiting.append((target, done))
+                elif not done.done():
+                    done.set_result(None)
+            self._flushes = waiting
 
 
 def new_run_id() -> str:
@@ -151,6 +196,7 @@ class RunManager:
         self._active: dict[str, _Active] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._variants: dict[tuple[str, tuple[tuple[str, Any], ...]], Team] = {}
+        self._events = _EventLog(store, self._notify)
 
     def is_active(self, run_id: str) -> bool:
         return run_id in self._active
@@ -161,14 +207,28 @@ class RunManager:
         return list(self._active)
 
     async def submit(
-        self, owner: str, team: str, run_input: dict[str, Any], *, idempotency_key: str | None = None
+        self,
+        owner: str,
+        team: str,
+        run_input: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        announced: bool = True,
     ) -> tuple[RunRecord, asyncio.Task[Outcome] | None]:
         """Creates and starts a run: returns it and its task (for :meth:`wait`). With an idempotency key
-        ``owner`` already used, returns that run and None instead (409 if the request differs)."""
+        ``owner`` already used, returns that run and None instead (409 if the request differs).
+
+        ``announced=False`` (chat completions: the client learns the run's id only with its result)
+        stores the new run with the run's first events, in one batched write, instead of before
+        returning: a request saves a commit of its own.
+        """
         if not self.accepting:
             raise APIError(503, "the service is shutting down", code="shutting_down")
         now = time.time()
         record = RunRecord(new_run_id(), team, owner, run_input, "queued", None, None, idempotency_key, now, now)
+        if not announced and idempotency_key is None:
+            self._events.create(record)
+            return record, self._start(record)
         stored, created = await self.store.create_run(record)
         if created:
             return stored, self._start(stored)
@@ -196,31 +256,30 @@ class RunManager:
     async def _execute(self, record: RunRecord, gate: _Gate) -> Outcome:
         active = self._active[record.id]
         active.started = True
-        writer = _EventWriter(self.store, record.id, self._notify)
         self.metrics.in_flight.inc()
         try:
             with span("hyperteam.run", run_id=record.id, team=record.team):
-                outcome = await self._run_team(record, gate, writer)
+                outcome = await self._run_team(record, gate)
                 active.finishing = True
-                await self._finish(record, outcome, writer)
+                await self._finish(record, outcome)
         finally:
             self.metrics.in_flight.dec()
         return outcome
 
-    async def _run_team(self, record: RunRecord, gate: _Gate, writer: _EventWriter) -> Outcome:
+    async def _run_team(self, record: RunRecord, gate: _Gate) -> Outcome:
         try:
             if gate.closed:  # stopped before it started
                 return Outcome(gate.reason)
             team = self._team(record)
             task = input_task(record.input)
-            await self.store.update_run(record.id, status="running")
-            writer.put({"type": "status", "status": "running"})
+            self._events.update(record.id, status="running")
+            self._events.put(record.id, {"type": "status", "status": "running"})
             runtime = _GatedRuntime(self.runtime or Runtime.current(), gate, record.team, self.metrics)
             result = await team.run(
                 task,
                 runtime=cast(Runtime, runtime),
                 model=self.model,
-                on_event=lambda ev: writer.put({"type": "trace", **ev.to_dict()}),
+                on_event=lambda ev: self._events.put(record.id, {"type": "trace", **ev.to_dict()}),
             )
             return Outcome("succeeded", result, None, result.usage, gate.simulated)
         except asyncio.CancelledError:
@@ -238,7 +297,7 @@ class RunManager:
             logger.debug("run %s failed", record.id, exc_info=True)
             return Outcome("failed", None, {"kind": "internal", "message": "internal error"}, gate.usage)
 
-    async def _finish(self, record: RunRecord, outcome: Outcome, writer: _EventWriter) -> None:
+    async def _finish(self, record: RunRecord, outcome: Outcome) -> None:
         final: dict[str, Any] = {"type": "status", "status": outcome.status}
         result = None
         if outcome.result is not None:
@@ -248,11 +307,11 @@ class RunManager:
             final["answer"] = r.answer
         if outcome.error is not None:
             final["error"] = outcome.error
-        writer.put(final)
-        await writer.close()
-        await self.store.update_run(
+        self._events.put(record.id, final)
+        self._events.update(
             record.id, status=outcome.status, result=result, error=outcome.error, usage=outcome.usage.to_dict()
         )
+        await self._events.flush()
         self.metrics.runs.labels(record.team, outcome.status).inc()
         logger.info("run %s %s", record.id, outcome.status, extra={"run_id": record.id, "team": record.team})
 

@@ -100,7 +100,7 @@ def add_openai_routes(app: FastAPI, team_names: list[str]) -> None:
         runs = []
         try:
             for _ in range(n):
-                record, task = await svc.manager.submit(owner, body.model, run_input)
+                record, task = await svc.manager.submit(owner, body.model, run_input, announced=False)
                 assert task is not None
                 runs.append((record.id, task))
         except BaseException:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -60,6 +61,18 @@ class RunStore(Protocol):
 
     async def append_event(self, run_id: str, event: dict[str, Any]) -> int:
         """Appends an event (agent call, fusion, status change); returns its sequence number (1, 2, ...)."""
+        ...
+
+    async def write(
+        self,
+        *,
+        creates: Sequence[RunRecord] = (),
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
+        updates: Sequence[tuple[str, dict[str, Any]]] = (),
+    ) -> list[int | None]:
+        """Many writes at once, in this order: new runs (ids not in use), (run id, event) pairs appended in
+        order, then (run id, ``update_run`` keyword arguments) status changes (a missing run is skipped).
+        Returns the events' sequence numbers (None: no such run)."""
         ...
 
     async def events(self, run_id: str, *, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
