@@ -1,11 +1,13 @@
 """The SQLite run store: the default for a single service process.
 
-One connection in WAL mode with ``synchronous=NORMAL``: a commit is a write to
-the WAL without an fsync, so every call takes tens of microseconds and runs on
-the event loop directly. Handing each call to a thread (``asyncio.to_thread``)
-measured several times slower, and a thread would need a lock around the
-connection besides. Each method is one statement (or one transaction) with no
-``await`` inside, so coroutines never see each other's half-done writes.
+WAL mode with ``synchronous=NORMAL``: a commit is a write to the WAL without
+an fsync. Single calls take tens of microseconds and run on the event loop
+directly, on one connection: handing each call to a thread
+(``asyncio.to_thread``) measured several times slower. Each method is one
+statement (or one transaction) with no ``await`` inside, so coroutines never
+see each other's half-done writes. The exception is :meth:`write`, the
+service's batched writes (runs, events, status changes of many requests),
+done by a writer thread on a connection of its own.
 
 Other processes may open the same file (WAL lets readers run beside a writer);
 writers wait for each other up to ``busy_timeout``. For several replicas, use
@@ -14,9 +16,11 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -129,16 +133,23 @@ class SQLiteRunStore:
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
         self.path = str(path)
+        self._busy_timeout = busy_timeout
+        self._writer: sqlite3.Connection | None = None  # the writer thread's own connection
+        self._writer_thread: ThreadPoolExecutor | None = None
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db = self._connect()
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise ConfigError(f"cannot use {self.path} as a run store: {exc}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
 
     async def open(self) -> None:
         """Nothing to do (the file is opened by the constructor); here to match the PostgreSQL store."""
@@ -220,6 +231,23 @@ class SQLiteRunStore:
         events: Sequence[tuple[str, dict[str, Any]]] = (),
         updates: Sequence[tuple[str, dict[str, Any]]] = (),
     ) -> list[int | None]:
+        """Many writes in one transaction (see :meth:`_write_batch`), done by a writer thread with a
+        connection of its own: SQLite releases the GIL while it writes pages, so a batch's I/O runs
+        beside the event loop instead of on it. An in-memory database (one connection) writes inline."""
+        if self.path == ":memory:":
+            return self._write_batch(self._db, creates, events, updates)
+        if self._writer_thread is None:
+            self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="hyperteam-store")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer_thread, self._write_batch, None, creates, events, updates)
+
+    def _write_batch(
+        self,
+        db: sqlite3.Connection | None,
+        creates: Sequence[RunRecord],
+        events: Sequence[tuple[str, dict[str, Any]]],
+        updates: Sequence[tuple[str, dict[str, Any]]],
+    ) -> list[int | None]:
         """Many writes in one transaction, in this order: new runs, (run id, event) pairs appended in
         order, then (run id, keyword arguments of :meth:`update_run`) status changes (a missing run is
         skipped). Returns the events' sequence numbers (None for a run that does not exist).
@@ -230,27 +258,31 @@ class SQLiteRunStore:
         Raises:
             ValueError: a new run's id is already in use (nothing of the batch is written).
         """
+        if db is None:  # in the writer thread
+            if self._writer is None:
+                self._writer = self._connect()
+            db = self._writer
         seqs: list[int | None] = []
         now = time.time()
-        self._db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
             for record in creates:
                 try:
-                    self._db.execute(_INSERT_RUN, _row(record, now))
+                    db.execute(_INSERT_RUN, _row(record, now))
                 except sqlite3.IntegrityError:
                     raise ValueError(f"a run with id {record.id!r} already exists") from None
             for run_id, event in events:
                 try:
-                    ((seq,),) = self._db.execute(_APPEND, (run_id, _dumps(event), now)).fetchall()
+                    ((seq,),) = db.execute(_APPEND, (run_id, _dumps(event), now)).fetchall()
                 except sqlite3.IntegrityError:
                     seq = None
                 seqs.append(seq)
             for run_id, fields in updates:
-                self._db.execute(_UPDATE, self._update_params(run_id, **fields))
+                db.execute(_UPDATE, self._update_params(run_id, **fields))
         except BaseException:
-            self._db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        db.execute("COMMIT")
         return seqs
 
     async def events(self, run_id: str, *, after: int = 0) -> list[tuple[int, dict[str, Any]]]:
@@ -269,5 +301,14 @@ class SQLiteRunStore:
         return sorted(run_id for (run_id,) in rows)
 
     async def close(self) -> None:
-        """Closes the connection (idempotent)."""
+        """Waits for the writer thread's last batch, then closes the connections (idempotent)."""
+        if self._writer_thread is not None:
+            self._writer_thread.submit(self._close_writer).result()
+            self._writer_thread.shutdown()
+            self._writer_thread = None
         self._db.close()
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -1,0 +1,156 @@
+"""Managed vLLM servers: replicas of one model, shared within a process, behind the ``vllm:`` spec.
+
+``vllm:ORG/MODEL?replicas=2&max_num_seqs=128`` starts the servers when the
+spec is resolved (the first request waits until they answer) and stops them
+when the last runtime using them closes. Two teams of one process that name
+the same model and options share its servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+
+from hyperteam.errors import ConfigError
+from hyperteam.models.types import ChatModel, ChatRequest, ChatResult
+from hyperteam.serve.vllm.launcher import VLLMServer
+from hyperteam.serve.vllm.options import VLLMOptions
+
+_LOCK = threading.Lock()
+_GROUPS: dict[tuple[str, VLLMOptions], ServerGroup] = {}
+
+
+class ServerGroup:
+    """The replicas of one model: started together, ready together, stopped together.
+
+    Args:
+        model: a Hugging Face id or a local model folder.
+        options: the flags and the replica count.
+        port: the first replica's port (the others follow it); None: free ports.
+
+    Example:
+        >>> group = ServerGroup("Qwen/Qwen2.5-7B-Instruct", VLLMOptions(replicas=2, gpu_memory_utilization=0.45))
+        >>> group.start().wait_ready()  # doctest: +SKIP
+        >>> group.spec  # doctest: +SKIP
+        'http://127.0.0.1:41001/v1,http://127.0.0.1:41002/v1#Qwen/Qwen2.5-7B-Instruct'
+    """
+
+    def __init__(self, model: str, options: VLLMOptions | None = None, *, port: int | None = None) -> None:
+        self.model = model
+        self.options = options or VLLMOptions()
+        devices = self.options.device_sets()
+        self.servers = [
+            VLLMServer(model, self.options, port=None if port is None else port + i, devices=devices[i])
+            for i in range(self.options.replicas)
+        ]
+        self.users = 0
+        self.key = (model, self.options)
+        self._ready = False
+
+    @property
+    def served_name(self) -> str:
+        return self.options.served_name(self.model)
+
+    @property
+    def spec(self) -> str:
+        """A model spec that reaches every replica (comma-separated URLs spread the load)."""
+        return ",".join(s.base_url for s in self.servers) + f"#{self.served_name}"
+
+    def start(self) -> ServerGroup:
+        for server in self.servers:
+            server.start()
+        return self
+
+    def wait_ready(self, timeout_s: float | None = None) -> ServerGroup:
+        """Waits for every replica; on a failure stops them all and raises ``ServerStartError``."""
+        try:
+            for server in self.servers:
+                server.start().wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        self._ready = True
+        return self
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def stop(self) -> None:
+        self._ready = False
+        for server in self.servers:
+            server.stop()
+
+
+def acquire(model: str, options: VLLMOptions) -> ServerGroup:
+    """The running group for ``model`` with these options, started on first use.
+
+    Without an ``api_key`` the servers get a random one: they serve this process only.
+    """
+    with _LOCK:
+        group = _GROUPS.get((model, options))
+        if group is None:
+            locked = options if options.api_key else options.with_(api_key=secrets.token_urlsafe(18))
+            group = ServerGroup(model, locked).start()
+            group.key = (model, options)
+            _GROUPS[group.key] = group
+        group.users += 1
+        return group
+
+
+def release(group: ServerGroup) -> None:
+    """One user less; the last one stops the servers."""
+    with _LOCK:
+        group.users -= 1
+        if group.users > 0:
+            return
+        _GROUPS.pop(group.key, None)
+    group.stop()
+
+
+class ManagedModel:
+    """A chat model whose vLLM servers hyperteam started; the first request waits until they answer.
+
+    Example:
+        >>> model = Runtime().model("vllm:Qwen/Qwen2.5-7B-Instruct?gpu_memory_utilization=0.5")  # doctest: +SKIP
+    """
+
+    def __init__(self, group: ServerGroup, inner: ChatModel, *, name: str) -> None:
+        self.group = group
+        self.inner = inner
+        self.name = name
+        self._ready_lock = asyncio.Lock()
+        self._closed = False
+
+    async def chat(self, request: ChatRequest, *, sample_index: int = 0) -> ChatResult:
+        if not self.group.ready:
+            async with self._ready_lock:
+                if not self.group.ready:
+                    await asyncio.to_thread(self.group.wait_ready)
+        return await self.inner.chat(request, sample_index=sample_index)
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await asyncio.to_thread(release, self.group)
+
+
+def managed_model(text: str, *, runtime: object) -> ManagedModel:
+    """Resolves the part after ``vllm:`` (``ORG/MODEL[?OPTIONS]``) against ``runtime``, which owns the servers."""
+    from hyperteam.models.endpoint import EndpointModel
+    from hyperteam.models.spread import SpreadModel
+
+    model, _, query = text.partition("?")
+    model = model.strip()
+    if not model:
+        raise ConfigError(f"vllm:{text}: name a model, e.g. vllm:Qwen/Qwen2.5-7B-Instruct")
+    options = VLLMOptions.from_query(query)
+    options.check_executable()
+    group = acquire(model, options)
+    key = group.options.api_key
+    endpoints = [EndpointModel(runtime.endpoint(s.base_url, key), s.served_name) for s in group.servers]  # type: ignore[attr-defined]
+    inner: ChatModel = endpoints[0] if len(endpoints) == 1 else SpreadModel(endpoints, name=group.spec)
+    managed = ManagedModel(group, inner, name=f"vllm:{text}")
+    runtime.own(managed)  # type: ignore[attr-defined]
+    return managed
