@@ -13,9 +13,10 @@ from hyperteam import models, optim
 from hyperteam.agents import Agent, AgentOutput, TraceEvent, extract_answer
 from hyperteam.errors import ConfigError, HyperteamError, LimitError, ModelError, ParseError
 from hyperteam.evals import datasets
+from hyperteam.evals.runner import evaluate
 from hyperteam.fusion import Fusion, get_fusion
 from hyperteam.models import ChatModel, ChatRequest, ChatResult, Runtime, Usage
-from hyperteam.topologies import HypergraphTeam, Layer, LayeredTeam, Team, TeamResult, load_team
+from hyperteam.topologies import HypergraphTeam, Layer, LayeredTeam, LearnedHypergraphTeam, Team, TeamResult, load_team
 
 __version__ = "0.1.0"
 
@@ -31,6 +32,7 @@ __all__ = [
     "HyperteamError",
     "Layer",
     "LayeredTeam",
+    "LearnedHypergraphTeam",
     "LimitError",
     "ModelError",
     "ParseError",
@@ -41,6 +43,7 @@ __all__ = [
     "Usage",
     "__version__",
     "datasets",
+    "evaluate",
     "extract_answer",
     "get_fusion",
     "load_team",

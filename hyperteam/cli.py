@@ -94,6 +94,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve_cli.main(args, default_model=_default_model)
 
 
+def cmd_serve_model(args: argparse.Namespace) -> int:
+    from hyperteam.serve.vllm import cli as vllm_cli
+
+    return vllm_cli.main(args)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from hyperteam import cli_train
 
@@ -115,7 +121,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hyperteam", description="Layered and hypergraph agent teams for LLMs.")
     sub = parser.add_subparsers(
-        dest="verb", required=True, parser_class=_Parser, metavar="{run,eval,train,serve,sim,show,bench}"
+        dest="verb", required=True, parser_class=_Parser, metavar="{run,eval,train,serve,serve-model,sim,show,bench}"
     )
 
     run = sub.add_parser("run", help="run a team on one question", description="Run a team on one question.")
@@ -154,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cli.add_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
+    from hyperteam.serve.vllm import cli as vllm_cli
+
+    serve_model = sub.add_parser(
+        "serve-model",
+        help="serve a model with vLLM (GPU) until Ctrl-C",
+        description="Serve a model with vLLM: prefix caching on, replicas on their own ports. "
+        "Flags not listed here go to `vllm serve`.",
+    )
+    vllm_cli.add_arguments(serve_model)
+    serve_model.set_defaults(func=cmd_serve_model)
+
     from hyperteam import cli_train
 
     train = sub.add_parser(
@@ -183,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_show)
 
     bench = sub.add_parser("bench", help="run a benchmark", description="Run a benchmark (see bench/README.md).")
-    bench.add_argument("name", help="benchmark name: orchestration, eval, prefix, service")
+    bench.add_argument("name", help="benchmark name: orchestration, eval, prefix, service, vllm")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="the benchmark's own options (--help)")
     bench.set_defaults(func=cmd_bench)
     return parser

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--samples-per-query", type=int, default=10, help="--topology: hypergraphs sampled per query")
     parser.add_argument("--token-penalty", type=float, help="--topology: λ in utility = correct − λ·tokens")
+    parser.add_argument(
+        "--test", type=int, default=0, help="--topology: then compare with complete and chain on N test problems"
+    )
 
 
 def main(args: argparse.Namespace, *, default_model: object) -> int:

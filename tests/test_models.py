@@ -160,6 +160,7 @@ def test_spec_errors_say_what_is_expected(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("HYPERTEAM_BASE_URL", raising=False)
     monkeypatch.delenv("HYPERTEAM_MODEL", raising=False)
+    monkeypatch.setenv("HYPERTEAM_VLLM_BIN", "/nonexistent/vllm")  # never a real vLLM, even where one is installed
     rt = Runtime()
     cases = {
         "gpt4": "unknown model spec 'gpt4': expected one of openai:MODEL",

@@ -4,9 +4,9 @@ import hyperteam as ht
 
 EXPORTED = {
     "Agent", "AgentOutput", "ChatModel", "ChatRequest", "ChatResult", "ConfigError", "Fusion", "HypergraphTeam",
-    "HyperteamError", "Layer", "LayeredTeam", "LimitError", "ModelError", "ParseError", "Runtime", "Team",
-    "TeamResult", "TraceEvent", "Usage", "__version__", "datasets", "extract_answer", "get_fusion", "load_team",
-    "models", "optim",
+    "HyperteamError", "Layer", "LayeredTeam", "LearnedHypergraphTeam", "LimitError", "ModelError", "ParseError",
+    "Runtime", "Team", "TeamResult", "TraceEvent", "Usage", "__version__", "datasets", "evaluate", "extract_answer",
+    "get_fusion", "load_team", "models", "optim",
 }  # fmt: skip
 
 
@@ -19,3 +19,12 @@ def test_exported_names_are_pinned():
 def test_errors_form_one_hierarchy():
     for error in (ht.ConfigError, ht.ModelError, ht.ParseError, ht.LimitError):
         assert issubclass(error, ht.HyperteamError)
+
+
+async def test_evaluate_as_the_design_shows_it(tmp_path):
+    team = ht.load_team("single")
+    report = await ht.evaluate(
+        team, ht.datasets.load("demo", limit=5), concurrency=4, store=tmp_path / "exp.sqlite", model="sim:1.0"
+    )
+    assert report["n"] == 5 and report["accuracy"]["strict"] == 1.0 and report["simulated"]
+    assert (tmp_path / "exp.sqlite").exists()

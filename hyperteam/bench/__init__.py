@@ -11,6 +11,8 @@ BENCHMARKS = {
     "prefix": "hyperteam.bench.prefix",
     "eval": "hyperteam.bench.eval_run",
     "service": "hyperteam.bench.service",
+    "vllm": "hyperteam.bench.vllm_gpu",
+    "topology-synthetic": "hyperteam.bench.topology_synthetic",
 }
 
 

@@ -95,10 +95,18 @@ def measure(name: str, questions: list[str], *, concurrency: int, workdir: Path)
     }
 
 
+def _default_teams() -> list[str]:
+    """Every built-in team; ``hyperagent-gsm8k`` only where torch (the ``learn`` extra) is installed."""
+    import importlib.util
+
+    has_torch = importlib.util.find_spec("torch") is not None
+    return [t for t in BUILTIN_TEAMS if has_torch or t != "hyperagent-gsm8k"]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="hyperteam bench prefix", description=__doc__.split("\n")[0])
     parser.add_argument("--problems", type=int, default=50, help="GSM8K test problems per team (default 50)")
-    parser.add_argument("--teams", default=",".join(BUILTIN_TEAMS), help="comma list of built-in teams")
+    parser.add_argument("--teams", default=",".join(_default_teams()), help="comma list of built-in teams")
     parser.add_argument("--concurrency", type=int, default=16, help="problems in flight (default 16)")
     parser.add_argument("--json", dest="json_path", help="write the results as JSON to this file")
     args = parser.parse_args(argv)

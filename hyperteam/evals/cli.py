@@ -13,7 +13,7 @@ from hyperteam.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("suite", help="gsm8k, gsm-hard, multiarith, demo, or a name for --data")
+    parser.add_argument("suite", nargs="?", help="gsm8k, gsm-hard, multiarith, demo, or a name for --data")
     parser.add_argument("--team", default="ann-gsm8k", help="team file or built-in name (default ann-gsm8k)")
     parser.add_argument("--model", help="model spec for agents that name none (default: HYPERTEAM_BASE_URL, else sim)")
     parser.add_argument("--split", default="test", help="suite split (default test)")
@@ -25,6 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--question-field", default="question", help="with --data: the question field")
     parser.add_argument("--answer-field", default="answer", help="with --data: the answer field")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="shard the problems over a Ray cluster: local (default) or its address; --concurrency is per worker",
+    )
+    parser.add_argument("--sweep", type=Path, metavar="FILE", help="run the teams/settings listed in FILE (YAML/JSON)")
 
 
 def _problems(args: argparse.Namespace) -> list[Any]:
@@ -40,25 +48,46 @@ def _problems(args: argparse.Namespace) -> list[Any]:
 
 
 def main(args: argparse.Namespace, *, default_model: Any) -> int:
-    from hyperteam.evals.report import render_terminal, write_report
     from hyperteam.evals.runner import evaluate
     from hyperteam.topologies import load_team
 
     if args.concurrency < 1:
         raise ConfigError(f"--concurrency must be >= 1, got {args.concurrency}")
+    if args.sweep is not None:
+        from hyperteam.evals.sweep import run_sweep
+
+        return run_sweep(args, default_model=default_model)
+    if args.suite is None:
+        raise ConfigError("name a SUITE (gsm8k, gsm-hard, multiarith, demo, ...) or give --sweep FILE")
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR: the run folder to finish")
     team = load_team(args.team)
     problems = _problems(args)
     model = default_model(args.model)
+    if args.ray is not None:
+        from hyperteam.evals.distributed import check_model
+
+        check_model(args.suite, model)
     out = args.out or Path("runs") / f"{args.suite}-{team.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     store = out / "results.sqlite"
     if store.exists() and not args.resume:
         raise ConfigError(f"{out} already holds a run: add --resume to finish it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     team.compile()
+    if args.ray is not None:
+        from hyperteam.evals.distributed import RayRun, run_on_ray
+        from hyperteam.evals.store import ResultStore
+
+        db = ResultStore(store)
+        run = RayRun(args.suite, team, problems, db, model, args.suite, args.resume, args.concurrency)
+        try:
+            with _ProgressBar(len(problems), enabled=not args.no_progress and sys.stderr.isatty()) as progress:
+                run_on_ray([run], address=args.ray, progress=progress)
+        finally:
+            db.close()
+        return _finish(out)
     with _ProgressBar(len(problems), enabled=not args.no_progress and sys.stderr.isatty()) as progress:
-        report = asyncio.run(
+        asyncio.run(
             evaluate(
                 team,
                 problems,
@@ -70,6 +99,12 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
                 progress=progress,
             )
         )
+    return _finish(out)
+
+
+def _finish(out: Path) -> int:
+    from hyperteam.evals.report import render_terminal, write_report
+
     report = write_report(out, out)
     print(render_terminal(report))
     print(f"run folder: {out}  (results.sqlite, report.json, report.html)")

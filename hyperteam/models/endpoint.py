@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -128,15 +128,20 @@ def _error_message(data: bytes) -> str:
 class EndpointModel:
     """A chat model served at an OpenAI-compatible endpoint (vLLM, OpenAI, the simulator...).
 
+    ``structured`` says how a request's ``json_schema`` is sent: ``"vllm"``
+    (``structured_outputs``, also understood by SGLang-style servers) or
+    ``"openai"`` (``response_format``).
+
     Example:
         >>> from hyperteam.models import Runtime
         >>> model = Runtime().model("http://127.0.0.1:8000/v1#Qwen/Qwen2.5-7B-Instruct")
     """
 
-    def __init__(self, endpoint: Endpoint, model: str) -> None:
+    def __init__(self, endpoint: Endpoint, model: str, *, structured: Literal["vllm", "openai"] = "vllm") -> None:
         self.endpoint = endpoint
         self.model = model
         self.name = f"{endpoint.base_url}#{model}"
+        self.structured = structured
 
     def body(self, request: ChatRequest) -> bytes:
         body: dict[str, Any] = {"model": self.model, "messages": request.messages}
@@ -150,6 +155,12 @@ class EndpointModel:
             body["seed"] = request.seed
         if request.stop:
             body["stop"] = request.stop
+        if request.json_schema is not None:
+            if self.structured == "openai":
+                schema = {"name": "output", "schema": request.json_schema}
+                body["response_format"] = {"type": "json_schema", "json_schema": schema}
+            else:
+                body["structured_outputs"] = {"json": request.json_schema}
         if request.extra:
             body.update(request.extra)
         return orjson.dumps(body)

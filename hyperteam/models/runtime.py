@@ -12,6 +12,7 @@ import os
 import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from hyperteam.errors import ConfigError
 from hyperteam.models.cache import ResponseCache
@@ -58,6 +59,11 @@ class Runtime:
         self.cache = ResponseCache(cache) if isinstance(cache, (str, Path)) else cache
         self._endpoints: dict[tuple[str, str | None], Endpoint] = {}
         self._models: dict[str, ChatModel] = {}
+        self._owned: list[Any] = []
+
+    def own(self, resource: Any) -> None:
+        """Closes ``resource`` (its ``aclose()``) when the runtime closes: e.g. a managed vLLM server."""
+        self._owned.append(resource)
 
     def endpoint(self, base_url: str, api_key: str | None = None) -> Endpoint:
         """The shared endpoint client for ``base_url`` (created on first use)."""
@@ -89,6 +95,9 @@ class Runtime:
         return model
 
     async def aclose(self) -> None:
+        owned, self._owned = self._owned, []
+        for resource in reversed(owned):
+            await resource.aclose()
         for ep in self._endpoints.values():
             await ep.close()
         self._endpoints.clear()

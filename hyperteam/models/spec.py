@@ -27,7 +27,11 @@ def resolve(spec: str | ChatModel | None, *, runtime: Runtime | None = None) -> 
     None or ``""``            ``HYPERTEAM_BASE_URL`` + ``HYPERTEAM_MODEL``
     ========================  ==================================================
 
-    Objects that already are chat models (test doubles) pass through.
+    Several URLs before ``#NAME`` (``http://a:8000/v1,http://b:8000/v1#NAME``) are
+    replicas of one model; requests are spread over them (:class:`SpreadModel`).
+    ``vllm:`` takes options as a query: ``vllm:ORG/MODEL?replicas=2&max_num_seqs=128``
+    (see :class:`hyperteam.serve.vllm.VLLMOptions`). Objects that already are
+    chat models (test doubles) pass through.
 
     Raises:
         ConfigError: the spec is malformed, unknown or lacks its credentials.
@@ -58,7 +62,16 @@ def resolve(spec: str | ChatModel | None, *, runtime: Runtime | None = None) -> 
             raise ConfigError(f"endpoint spec {spec!r} names no model: add #NAME (the served model name)")
         from hyperteam.models.endpoint import EndpointModel
 
-        return EndpointModel(runtime.endpoint(base, os.environ.get("HYPERTEAM_API_KEY")), name)
+        key = os.environ.get("HYPERTEAM_API_KEY")
+        bases = [b.strip() for b in base.split(",")]
+        if len(bases) > 1:  # replicas of one model: http://h1:8000/v1,http://h2:8000/v1#NAME
+            bad = [b for b in bases if not _URL.match(b)]
+            if bad:
+                raise ConfigError(f"malformed replica URL {bad[0]!r} in {spec!r}: expected http://HOST:PORT/v1")
+            from hyperteam.models.spread import SpreadModel
+
+            return SpreadModel([EndpointModel(runtime.endpoint(b, key), name) for b in bases], name=spec)
+        return EndpointModel(runtime.endpoint(base, key), name)
     prefix, sep, rest = spec.partition(":")
     if prefix == "openai" and sep and rest:
         key = os.environ.get("OPENAI_API_KEY")
@@ -67,7 +80,7 @@ def resolve(spec: str | ChatModel | None, *, runtime: Runtime | None = None) -> 
         from hyperteam.models.endpoint import EndpointModel
 
         base = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
-        return EndpointModel(runtime.endpoint(base, key), rest)
+        return EndpointModel(runtime.endpoint(base, key), rest, structured="openai")
     if prefix == "sim":
         from hyperteam.testing.sim.model import SimModel
 
@@ -81,10 +94,9 @@ def resolve(spec: str | ChatModel | None, *, runtime: Runtime | None = None) -> 
             raise ConfigError(f"bad simulated model spec {spec!r}: accuracy must be within [0, 1]")
         return SimModel(accuracy, name=spec)
     if prefix == "vllm" and sep and rest:
-        raise ConfigError(
-            f"model {spec!r}: managed vLLM servers are not available in this version; "
-            "start one with `vllm serve` and use http://HOST:PORT/v1#NAME"
-        )
+        from hyperteam.serve.vllm.managed import managed_model
+
+        return managed_model(rest, runtime=runtime)
     if spec in ("scripted", "function"):
         raise ConfigError(
             f"{spec!r} is a test double: pass hyperteam.testing.{spec.capitalize()}Model(...) as the model object"

@@ -45,7 +45,15 @@ class ChatRequest:
     """One chat-completions request, in OpenAI terms.
 
     ``extra`` is merged into the request body as is (``logprobs``,
-    ``structured_outputs``, vendor fields).
+    vendor fields). ``json_schema`` asks for output that follows a JSON
+    schema: vLLM gets ``structured_outputs={"json": schema}`` (not the removed
+    ``guided_json``), OpenAI a ``response_format`` of type ``json_schema``.
+    ``n`` > 1 with a ``seed`` draws several samples in one request (one
+    prompt prefill for all of them), as self-consistency wants.
+
+    Example:
+        >>> ChatRequest([{"role": "user", "content": "2+2?"}], n=5, seed=7, temperature=0.7).n
+        5
     """
 
     messages: list[dict[str, str]]
@@ -55,6 +63,7 @@ class ChatRequest:
     seed: int | None = None
     stop: list[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    json_schema: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

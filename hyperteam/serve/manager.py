@@ -202,6 +202,11 @@ class RunManager:
         self._variants: dict[tuple[str, tuple[tuple[str, Any], ...]], Team] = {}
         self._events = _EventLog(store, self._notify)
 
+    async def sync(self) -> None:
+        """Returns once every write queued so far is in the store: call it before reading the store, so
+        that a client reads what it was told (a run, its final status) even from the same process."""
+        await self._events.flush()
+
     def is_active(self, run_id: str) -> bool:
         return run_id in self._active
 
@@ -315,7 +320,7 @@ class RunManager:
         self._events.update(
             record.id, status=outcome.status, result=result, error=outcome.error, usage=outcome.usage.to_dict()
         )
-        await self._events.flush()
+        # Not awaited: the answer goes out without waiting for the store. Readers call sync() first.
         self.metrics.runs.labels(record.team, outcome.status).inc()
         logger.info("run %s %s", record.id, outcome.status, extra={"run_id": record.id, "team": record.team})
 
@@ -371,6 +376,7 @@ class RunManager:
         try:
             while True:
                 waiter.clear()
+                await self.sync()
                 events = await self.store.events(run_id, after=after)
                 for seq, event in events:
                     after = seq
@@ -409,3 +415,4 @@ class RunManager:
         if left:
             logger.warning("shutdown: interrupting %d run(s)", len(left))
             await asyncio.gather(*(self.stop(run_id, "interrupted") for run_id in left), return_exceptions=True)
+        await self.sync()

@@ -70,6 +70,7 @@ def run_json(record: RunRecord, trace: list[dict[str, Any]] | None = None) -> di
 
 
 async def owned_run(svc: Service, run_id: str, owner: str) -> RunRecord:
+    await svc.manager.sync()
     record = await svc.store.get_run(run_id)
     if record is None or record.owner != owner:
         raise APIError(404, f"no run {run_id!r}", param="run_id", code="run_not_found")
@@ -77,6 +78,7 @@ async def owned_run(svc: Service, run_id: str, owner: str) -> RunRecord:
 
 
 async def _trace(svc: Service, run_id: str) -> list[dict[str, Any]]:
+    await svc.manager.sync()
     return [ev for _, ev in await svc.store.events(run_id) if ev.get("type") == "trace"]
 
 

@@ -5,6 +5,7 @@ from hyperteam.topologies.export import draw, to_dot, to_mermaid
 from hyperteam.topologies.hypergraph import HypergraphTeam
 from hyperteam.topologies.io import load_team, team_from_dict, team_to_dict
 from hyperteam.topologies.layered import Layer, LayeredTeam
+from hyperteam.topologies.learned.team import LearnedHypergraphTeam
 from hyperteam.topologies.result import RunContext, TeamResult
 from hyperteam.topologies.team import Team
 
@@ -13,6 +14,7 @@ __all__ = [
     "HypergraphTeam",
     "Layer",
     "LayeredTeam",
+    "LearnedHypergraphTeam",
     "RunContext",
     "Team",
     "TeamResult",

@@ -182,6 +182,28 @@ def complete() -> Team:
     )
 
 
+def hyperagent_gsm8k() -> Team:
+    """HyperAgent on the same five agents: a generated hypergraph per query, three rounds, majority vote.
+
+    Built in, the generator is untrained: seeded (seed 0, so every run picks
+    the same hypergraph for the same query) and warm-started toward the
+    anchor chain, so it starts as each agent with its chain neighbours.
+    Train one with ``hyperteam train --topology hyperagent --team
+    hyperagent-gsm8k ...`` and use it with ``topology: {learned: FILE}``.
+    Needs torch (``pip install 'hyperteam[learn]'``) when it runs.
+    """
+    from hyperteam.topologies.learned.team import LearnedHypergraphTeam
+
+    return LearnedHypergraphTeam(
+        agents=_math_agents(),
+        topology={"learner": "hyperagent", "seed": 0},
+        rounds=3,
+        fusion="majority_vote",
+        name="hyperagent-gsm8k",
+        description=(hyperagent_gsm8k.__doc__ or "").split("\n")[0],
+    )
+
+
 BUILTIN_TEAMS: dict[str, Callable[[], Team]] = {
     "single": single,
     "self-consistency": self_consistency,
@@ -192,4 +214,5 @@ BUILTIN_TEAMS: dict[str, Callable[[], Team]] = {
     "star": star,
     "hypergraph-gsm8k": hypergraph_gsm8k,
     "complete": complete,
+    "hyperagent-gsm8k": hyperagent_gsm8k,
 }

@@ -12,9 +12,14 @@ from pydantic import TypeAdapter, ValidationError
 from hyperteam.errors import ConfigError
 from hyperteam.topologies.hypergraph import HypergraphTeam
 from hyperteam.topologies.layered import LayeredTeam
+from hyperteam.topologies.learned.team import LearnedHypergraphTeam
 from hyperteam.topologies.team import Team
 
-TEAM_KINDS: dict[str, type[Team]] = {"layered": LayeredTeam, "hypergraph": HypergraphTeam}
+TEAM_KINDS: dict[str, type[Team]] = {
+    "layered": LayeredTeam,
+    "hypergraph": HypergraphTeam,
+    "learned": LearnedHypergraphTeam,
+}
 
 
 def team_from_dict(data: Any, *, source: str = "team spec") -> Team:
@@ -25,7 +30,9 @@ def team_from_dict(data: Any, *, source: str = "team spec") -> Team:
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a team spec must be a mapping, got {type(data).__name__}")
-    kind = data.get("kind", "layered")
+    kind = data.get("kind", "learned" if "topology" in data else "layered")
+    if kind == "hypergraph" and "topology" in data:  # a hypergraph whose hyperedges are learned
+        data, kind = {**data, "kind": "learned"}, "learned"
     cls = TEAM_KINDS.get(kind)
     if cls is None:
         raise ConfigError(f"{source}: kind: unknown team kind {kind!r}; known: {', '.join(sorted(TEAM_KINDS))}")
@@ -57,7 +64,7 @@ def load_team(spec: str | Path) -> Team:
     if path.suffix.lower() in (".json", ".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"team file {str(path)!r} does not exist")
-        return team_from_dict(_read(path), source=str(path))
+        return team_from_dict(_relative_to(_read(path), path.parent), source=str(path))
     from hyperteam.topologies.builtin import BUILTIN_TEAMS
 
     factory = BUILTIN_TEAMS.get(str(spec))
@@ -66,6 +73,15 @@ def load_team(spec: str | Path) -> Team:
             f"no team file or built-in team named {str(spec)!r}; built-in teams: {', '.join(sorted(BUILTIN_TEAMS))}"
         )
     return factory()
+
+
+def _relative_to(data: Any, folder: Path) -> Any:
+    """A learned topology's file is named relative to the spec that names it."""
+    topology = data.get("topology") if isinstance(data, dict) else None
+    learned = topology.get("learned") if isinstance(topology, dict) else None
+    if isinstance(learned, str) and not Path(learned).is_absolute():
+        return {**data, "topology": {**topology, "learned": str(folder / learned)}}
+    return data
 
 
 def _read(path: Path) -> Any:

@@ -96,8 +96,9 @@ class VLLMServer:
         if self.port is None:
             self.port = free_port(self.options.host if self.options.host != "0.0.0.0" else "127.0.0.1")
         if self.log_file is None:
-            folder = Path(tempfile.gettempdir()) / "hyperteam-vllm"
-            folder.mkdir(parents=True, exist_ok=True)
+            # Per user and private: the command line (with --api-key) may be logged.
+            folder = Path(tempfile.gettempdir()) / f"hyperteam-vllm-{os.getuid()}"
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             safe = self.served_name.replace("/", "_")
             self.log_file = folder / f"{safe}-{self.port}.log"
         argv = [*self.options.command(), "serve", *self.options.serve_args(self.model, port=self.port)]
@@ -105,7 +106,8 @@ class VLLMServer:
         if self.devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = self.devices
         log.info("starting vLLM for %s on port %s (log %s)", self.model, self.port, self.log_file)
-        with self.log_file.open("ab") as out:
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(fd, "ab") as out:
             try:
                 self.proc = spawn(
                     argv,

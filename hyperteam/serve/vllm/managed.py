@@ -11,11 +11,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+from typing import TYPE_CHECKING
 
 from hyperteam.errors import ConfigError
 from hyperteam.models.types import ChatModel, ChatRequest, ChatResult
-from hyperteam.serve.vllm.launcher import VLLMServer
+from hyperteam.serve.vllm.launcher import ServerStartError, VLLMServer
 from hyperteam.serve.vllm.options import VLLMOptions
+
+if TYPE_CHECKING:
+    from hyperteam.models.runtime import Runtime
 
 _LOCK = threading.Lock()
 _GROUPS: dict[tuple[str, VLLMOptions], ServerGroup] = {}
@@ -121,13 +125,26 @@ class ManagedModel:
         self.inner = inner
         self.name = name
         self._ready_lock = asyncio.Lock()
+        self._failure: ServerStartError | None = None
         self._closed = False
 
     async def chat(self, request: ChatRequest, *, sample_index: int = 0) -> ChatResult:
+        """Waits for the servers on the first call, then answers through them.
+
+        Raises:
+            ServerStartError: the servers did not start (every later call says so at once).
+            ModelError: the call failed.
+        """
         if not self.group.ready:
             async with self._ready_lock:
+                if self._failure is not None:
+                    raise self._failure
                 if not self.group.ready:
-                    await asyncio.to_thread(self.group.wait_ready)
+                    try:
+                        await asyncio.to_thread(self.group.wait_ready)
+                    except ServerStartError as exc:
+                        self._failure = exc
+                        raise
         return await self.inner.chat(request, sample_index=sample_index)
 
     async def aclose(self) -> None:
@@ -136,7 +153,7 @@ class ManagedModel:
             await asyncio.to_thread(release, self.group)
 
 
-def managed_model(text: str, *, runtime: object) -> ManagedModel:
+def managed_model(text: str, *, runtime: Runtime) -> ManagedModel:
     """Resolves the part after ``vllm:`` (``ORG/MODEL[?OPTIONS]``) against ``runtime``, which owns the servers."""
     from hyperteam.models.endpoint import EndpointModel
     from hyperteam.models.spread import SpreadModel
@@ -149,8 +166,8 @@ def managed_model(text: str, *, runtime: object) -> ManagedModel:
     options.check_executable()
     group = acquire(model, options)
     key = group.options.api_key
-    endpoints = [EndpointModel(runtime.endpoint(s.base_url, key), s.served_name) for s in group.servers]  # type: ignore[attr-defined]
+    endpoints = [EndpointModel(runtime.endpoint(s.base_url, key), s.served_name) for s in group.servers]
     inner: ChatModel = endpoints[0] if len(endpoints) == 1 else SpreadModel(endpoints, name=group.spec)
     managed = ManagedModel(group, inner, name=f"vllm:{text}")
-    runtime.own(managed)  # type: ignore[attr-defined]
+    runtime.own(managed)
     return managed

@@ -55,7 +55,7 @@ _ERRORS = {
 
 
 class SimServer:
-    """Serves the simulated model over HTTP (``/v1/chat/completions``, ``/v1/models``, ``/health``).
+    """Serves the simulated model over HTTP (``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``, ``/health``).
 
     Args:
         brain: decides the answers.
@@ -183,6 +183,11 @@ class SimServer:
                 self._chat(conn, body)
                 return
             self._reply_error(conn, 405, "use POST for /v1/chat/completions", "method_not_allowed")
+        elif path == b"/v1/embeddings":
+            if method == b"POST":
+                self._embeddings(conn, body)
+                return
+            self._reply_error(conn, 405, "use POST for /v1/embeddings", "method_not_allowed")
         elif path in (b"/health", b"/v1/health") and method == b"GET":
             conn.write(response(200, HEALTH_BODY, keep_alive=conn.keep_alive))
             conn.finish()
@@ -192,6 +197,41 @@ class SimServer:
         else:
             path_text = path.decode("latin-1")
             self._reply_error(conn, 404, f"unknown path {path_text}", "not_found")
+
+    # -- embeddings ----------------------------------------------------------
+
+    def _embeddings(self, conn: Connection, body: bytes) -> None:
+        # Deterministic hashing vectors (hyperteam.topologies.embed), answered at once, no faults.
+        from hyperteam.testing.sim.tokenizer import count_tokens
+        from hyperteam.topologies.embed import hash_embed
+
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            self._reply_error(conn, 400, "request body is not valid JSON", "invalid_json")
+            return
+        texts = payload.get("input") if isinstance(payload, dict) else None
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            self._reply_error(
+                conn, 400, "input must be a string or a non-empty list of strings", "invalid_value", param="input"
+            )
+            return
+        dim = payload.get("dimensions", 64)
+        if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 4096:
+            self._reply_error(
+                conn, 400, "dimensions must be an integer from 1 to 4096", "invalid_value", param="dimensions"
+            )
+            return
+        tokens = sum(count_tokens(t) for t in texts)
+        out = {
+            "object": "list",
+            "model": payload.get("model") or "sim-embed",
+            "data": [{"object": "embedding", "index": i, "embedding": hash_embed(t, dim)} for i, t in enumerate(texts)],
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        conn.write(response(200, orjson.dumps(out), keep_alive=conn.keep_alive))
+        conn.finish()
 
     # -- chat completions --------------------------------------------------
 

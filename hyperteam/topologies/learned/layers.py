@@ -1,0 +1,242 @@
+"""The torch pieces of HyperAgent's generator, written out densely (N is a handful of agents).
+
+- :func:`hypergraph_conv`: ``D_v^{-1/2} H W D_e^{-1} Hᵀ D_v^{-1/2} X Θ`` (the activation σ is the layer's).
+- :class:`VariationalEncoder`: two convolution stacks giving μ and log σ; ``Z = μ + σ ⊙ ε``.
+- :class:`AffinityDecoder`: ``S = sigmoid(FFN([z_i ‖ z_j ‖ z_task]) / τ)`` plus a rank-r factor term.
+- penalties: :func:`nuclear_penalty` (sparsity, low rank) and :func:`anchor_penalty` (toward a chain).
+- :func:`hyperedges_from`: each agent plus its top-k invited partners, duplicates merged.
+- :func:`bernoulli_log_prob`: the log-probability of a sampled invitation matrix.
+
+Node order everywhere: the N agents, then the task (query) node last.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = [
+    "AffinityDecoder",
+    "HypergraphConv",
+    "VariationalEncoder",
+    "affinity_entropy",
+    "anchor_penalty",
+    "bernoulli_log_prob",
+    "chain_anchor",
+    "hyperedges_from",
+    "hypergraph_conv",
+    "input_incidence",
+    "kl_divergence",
+    "nuclear_penalty",
+    "sample_partners",
+]
+
+
+def hypergraph_conv(
+    x: torch.Tensor, incidence: torch.Tensor, theta: torch.Tensor, edge_weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """One hypergraph convolution before its activation: ``D_v^{-1/2} H W D_e^{-1} Hᵀ D_v^{-1/2} X Θ``.
+
+    Args:
+        x: node features, ``(..., V, F)``.
+        incidence: ``H``, ``(V, E)``, 1 where node v is in hyperedge e.
+        theta: ``Θ``, ``(F, F')``.
+        edge_weight: ``diag(W)``, ``(E,)``; default all ones.
+
+    Nodes in no hyperedge (degree 0) and empty hyperedges contribute nothing
+    instead of dividing by zero.
+    """
+    h = incidence.to(x.dtype)
+    w = torch.ones(h.shape[1], dtype=x.dtype, device=x.device) if edge_weight is None else edge_weight.to(x.dtype)
+    dv = h @ w
+    de = h.sum(0)
+    dv_inv_sqrt = torch.where(dv > 0, dv.clamp_min(1e-12).rsqrt(), torch.zeros_like(dv))
+    de_inv = torch.where(de > 0, 1.0 / de.clamp_min(1e-12), torch.zeros_like(de))
+    propagate = (dv_inv_sqrt[:, None] * h * (w * de_inv)[None, :]) @ (h.T * dv_inv_sqrt[None, :])
+    return propagate @ (x @ theta)
+
+
+class HypergraphConv(nn.Module):
+    """``σ(D_v^{-1/2} H W D_e^{-1} Hᵀ D_v^{-1/2} X Θ)`` with a learned ``Θ`` (no bias, as in the formula).
+
+    Example:
+        >>> conv = HypergraphConv(4, 3)
+        >>> conv(torch.randn(5, 4), torch.ones(5, 1)).shape
+        torch.Size([5, 3])
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, activation: bool = True) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(torch.empty(in_features, out_features))
+        nn.init.xavier_uniform_(self.theta)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor, incidence: torch.Tensor) -> torch.Tensor:
+        out = hypergraph_conv(x, incidence, self.theta)
+        return torch.relu(out) if self.activation else out
+
+
+class VariationalEncoder(nn.Module):
+    """Two stacks of two convolutions (hidden 64): one gives μ, the other log σ."""
+
+    LOG_SIGMA_SHIFT = -3.0
+
+    def __init__(self, in_features: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.mu = nn.ModuleList([HypergraphConv(in_features, hidden), HypergraphConv(hidden, hidden, activation=False)])
+        self.log_sigma = nn.ModuleList(
+            [HypergraphConv(in_features, hidden), HypergraphConv(hidden, hidden, activation=False)]
+        )
+
+    def forward(self, x: torch.Tensor, incidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_sigma = x, x
+        for layer in self.mu:
+            mu = layer(mu, incidence)
+        for layer in self.log_sigma:
+            log_sigma = layer(log_sigma, incidence)
+        # Shifted so that σ starts near e^-3: at σ ≈ 1 the samples would be noise around μ's small values.
+        return mu, (log_sigma + self.LOG_SIGMA_SHIFT).clamp(-8.0, 2.0)
+
+
+def kl_divergence(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, 1)), averaged over nodes and dimensions."""
+    return -0.5 * torch.mean(1 + 2 * log_sigma - mu.pow(2) - torch.exp(2 * log_sigma))
+
+
+class AffinityDecoder(nn.Module):
+    """Pairwise affinities ``S_ij = sigmoid((FFN([z_i ‖ z_j ‖ z_task]) + u_i·u_j) / τ)``, symmetric, zero diagonal.
+
+    ``u_i = U z_i`` is a rank-``rank`` factor (r = 16): the shared low-rank
+    structure that the nuclear-norm penalty keeps small.
+    """
+
+    def __init__(self, hidden: int = 64, *, rank: int = 16, tau: float = 1.0) -> None:
+        super().__init__()
+        self.ffn = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.factor = nn.Linear(hidden, rank, bias=False)
+        self.rank = rank
+        self.tau = tau
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``z``: ``(..., N + 1, hidden)``, task node last. Returns ``S``: ``(..., N, N)``."""
+        return torch.sigmoid(self.logits(z))
+
+    def logits(self, z: torch.Tensor) -> torch.Tensor:
+        """``logit(S)``: the scaled pre-sigmoid affinities, ``-inf`` on the diagonal."""
+        agents, task = z[..., :-1, :], z[..., -1:, :]
+        n = agents.shape[-2]
+        zi = agents.unsqueeze(-2).expand(*agents.shape[:-2], n, n, agents.shape[-1])
+        zj = agents.unsqueeze(-3).expand_as(zi)
+        zt = task.unsqueeze(-2).expand_as(zi)
+        logits = self.ffn(torch.cat([zi, zj, zt], dim=-1)).squeeze(-1)
+        u = self.factor(agents) / self.rank**0.5
+        logits = logits + u @ u.transpose(-1, -2)
+        logits = (logits + logits.transpose(-1, -2)) / 2
+        eye = torch.eye(n, dtype=torch.bool, device=z.device)
+        return (logits / self.tau).masked_fill(eye, float("-inf"))
+
+
+def nuclear_penalty(s: torch.Tensor) -> torch.Tensor:
+    """The nuclear norm of each affinity matrix divided by N, averaged over the batch."""
+    return torch.linalg.matrix_norm(s, ord="nuc").mean() / s.shape[-1]
+
+
+def affinity_entropy(s: torch.Tensor) -> torch.Tensor:
+    """Mean Bernoulli entropy of the off-diagonal affinities: high while the generator still explores."""
+    n = s.shape[-1]
+    off = ~torch.eye(n, dtype=torch.bool, device=s.device)
+    p = s[..., off].clamp(1e-6, 1 - 1e-6)
+    return -(p * torch.log(p) + (1 - p) * torch.log1p(-p)).mean()
+
+
+def chain_anchor(n: int) -> torch.Tensor:
+    """The anchor: the chain of adjacent agents (``A[i, i+1] = A[i+1, i] = 1``)."""
+    a = torch.zeros(n, n)
+    idx = torch.arange(n - 1)
+    a[idx, idx + 1] = 1.0
+    a[idx + 1, idx] = 1.0
+    return a
+
+
+def anchor_penalty(s: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance of the affinities from the anchor, off the diagonal."""
+    n = s.shape[-1]
+    off = ~torch.eye(n, dtype=torch.bool, device=s.device)
+    return (s - anchor.to(s.dtype)).pow(2)[..., off].mean()
+
+
+def input_incidence(n: int) -> torch.Tensor:
+    """The encoder's input hypergraph over N agents and the task node: a self-loop per node
+    (as in HGNN, so a node keeps its own features), the anchor chain's pairs, and one
+    hyperedge holding every agent and the task."""
+    pairs = max(n - 1, 0)
+    h = torch.zeros(n + 1, (n + 1) + pairs + 1)
+    h[:, : n + 1] = torch.eye(n + 1)
+    for e in range(pairs):
+        h[e, n + 1 + e] = h[e + 1, n + 1 + e] = 1.0
+    h[:, -1] = 1.0
+    return h
+
+
+def bernoulli_log_prob(sample: torch.Tensor, probs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Log-probability of 0/1 ``sample`` under independent Bernoullis ``probs``, summed over ``mask``."""
+    p = probs.clamp(1e-6, 1 - 1e-6)
+    ll = sample * torch.log(p) + (1 - sample) * torch.log1p(-p)
+    return (ll * mask.to(ll.dtype)).sum(dim=(-1, -2))
+
+
+def hyperedges_from(invites: list[list[bool]], scores: list[list[float]], k: int) -> list[tuple[int, ...]]:
+    """Each agent plus its top-``k`` invited partners (by score), duplicates merged, in agent order.
+
+    An agent that invites no one forms no hyperedge of its own (it may still be
+    in others').
+
+    Example:
+        >>> yes = [[False, True, True], [True, False, True], [True, True, False]]
+        >>> hyperedges_from(yes, [[0, .9, .8], [.9, 0, .7], [.8, .7, 0]], k=2)
+        [(0, 1, 2)]
+    """
+    edges: list[tuple[int, ...]] = []
+    seen: set[tuple[int, ...]] = set()
+    for i, row in enumerate(invites):
+        partners = sorted((j for j, yes in enumerate(row) if yes and j != i), key=lambda j: (-scores[i][j], j))[:k]
+        if not partners:
+            continue
+        edge = tuple(sorted({i, *partners}))
+        if edge not in seen:
+            seen.add(edge)
+            edges.append(edge)
+    return edges
+
+
+def sample_partners(
+    logits: torch.Tensor, k: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each agent draws up to ``k`` partners one by one, without replacement, or stops.
+
+    A draw is a softmax over the partners not yet drawn (logits ``logit(S_ij)``)
+    and a stop option with logit 0; so the most likely choice is "partners
+    with ``S_ij > 0.5``, best first", which is what ``best`` takes.
+
+    Args:
+        logits: ``(M, N, N)``, ``-inf`` on the diagonal.
+        k: draws per agent at most.
+
+    Returns:
+        (picks ``(M, N, N)`` 0/1, log-probability of the draws ``(M,)``).
+    """
+    m, n, _ = logits.shape
+    ext = torch.cat([logits, torch.zeros(m, n, 1, dtype=logits.dtype)], dim=-1)
+    blocked = torch.zeros(m, n, n + 1, dtype=torch.bool)
+    done = torch.zeros(m, n, dtype=torch.bool)
+    picks = torch.zeros(m, n, n + 1)
+    log_prob = torch.zeros(m, dtype=logits.dtype)
+    for _ in range(min(k, n - 1)):
+        logp = torch.log_softmax(ext.masked_fill(blocked, float("-inf")), dim=-1)
+        idx = torch.multinomial(logp.detach().exp().reshape(-1, n + 1), 1, generator=generator).reshape(m, n)
+        step = logp.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+        log_prob = log_prob + step.masked_fill(done, 0.0).sum(-1)
+        picks.scatter_(-1, idx.unsqueeze(-1), (~done).unsqueeze(-1).to(picks.dtype))
+        done = done | (idx == n)
+        blocked = blocked.scatter(-1, idx.unsqueeze(-1), True)
+    return picks[..., :n], log_prob

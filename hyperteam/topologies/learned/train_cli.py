@@ -1,0 +1,172 @@
+"""``hyperteam train --topology {hyperagent,gdesigner,agentprune}``: learn who talks to whom.
+
+The team gives the agents, rounds and fusion (a hypergraph or learned team;
+``hyperagent-gsm8k`` starts from its seeded generator). Training problems
+are the first ``--train`` of the suite's train split, validation the next
+``--val``; after training, the learned topology is evaluated on the
+validation problems and, with ``--test N``, beside the ``complete`` and
+``chain`` topologies of the same agents on the first N test problems.
+
+Writes ``--out`` (the topology, JSON), ``OUT.team.yaml`` (a team spec that
+uses it: ``topology: {learned: OUT}``), and the report ``OUT.report.json``
+and ``.html``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from typing import Any
+
+import yaml
+
+from hyperteam.errors import ConfigError
+
+DEFAULT_TOKEN_PENALTY = 1e-5
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.optimizer_model is not None:
+        raise ConfigError("--optimizer-model applies to textual backprop only, not --topology training")
+    if args.budget_tokens is not None:
+        raise ConfigError("--budget-tokens applies to textual backprop only, not --topology training")
+    for flag, value, least in (
+        ("--epochs", args.epochs, 1), ("--batch", args.batch, 1), ("--concurrency", args.concurrency, 1),
+        ("--train", args.train, 1), ("--val", args.val, 0), ("--samples-per-query", args.samples_per_query, 2),
+        ("--test", getattr(args, "test", 0) or 0, 0),
+    ):  # fmt: skip
+        if value < least:
+            raise ConfigError(f"{flag} must be >= {least}, got {value}")
+    if args.token_penalty is not None and args.token_penalty < 0:
+        raise ConfigError(f"--token-penalty must be >= 0, got {args.token_penalty}")
+    if args.out.suffix.lower() != ".json":
+        raise ConfigError(f"--out must be a .json file (the learned topology), got {str(args.out)!r}")
+
+
+def _problems(suite: str, train: int, val: int) -> tuple[list[Any], list[Any], str]:
+    from hyperteam.evals import datasets
+
+    split = "train" if "train" in datasets.splits(suite) else "test"
+    problems = datasets.load(suite, split=split, limit=train + val)
+    if len(problems) < train + val:
+        raise ConfigError(
+            f"suite {suite!r} ({split} split) has {len(problems)} problems, fewer than --train {train} + --val {val}"
+        )
+    return problems[:train], problems[train:], split
+
+
+def _learner(team: Any, kind: str, seed: int) -> Any:
+    from hyperteam.topologies.learned import LEARNERS
+    from hyperteam.topologies.learned.team import LearnedHypergraphTeam
+
+    if isinstance(team, LearnedHypergraphTeam) and team.generator.learner == kind:
+        return team.generator  # continue from the team's generator (trained or seeded)
+    return LEARNERS[kind](team.agents, seed=seed)
+
+
+def baselines(team: Any) -> dict[str, Any]:
+    """The fixed topologies on the team's agents: complete (one hyperedge) and chain (adjacent pairs)."""
+    from hyperteam.topologies import graphs
+    from hyperteam.topologies.hypergraph import HypergraphTeam
+
+    names = [a.name for a in team.agents]
+    common = {"rounds": team.rounds, "fusion": team.fusion, "schedule": team.schedule}
+    return {
+        "complete": HypergraphTeam(team.agents, [names], name="complete", **common),
+        "chain": HypergraphTeam.from_graph(team.agents, graphs.chain(names), name="chain", **common),
+    }
+
+
+def _evaluate(team: Any, problems: list[Any], model: Any, concurrency: int) -> dict[str, Any]:
+    from hyperteam.evals.runner import evaluate
+    from hyperteam.topologies.learned.report import eval_summary
+
+    return eval_summary(asyncio.run(evaluate(team, problems, model=model, concurrency=concurrency)))
+
+
+def main(args: argparse.Namespace, *, default_model: Any) -> int:
+    """Runs ``hyperteam train --topology``; returns the exit code."""
+    _check(args)
+    from hyperteam.topologies.learned._torch import require_torch
+
+    require_torch().set_num_threads(1)  # the generator is tiny: threads only add overhead
+    from hyperteam.optim.report import is_simulated
+    from hyperteam.topologies import load_team
+    from hyperteam.topologies.learned.report import comparison_table, write_report
+    from hyperteam.topologies.learned.team import LearnedHypergraphTeam
+
+    team = load_team(args.team)
+    if not hasattr(team, "rounds") or not getattr(team, "agents", None):
+        raise ConfigError(
+            f"--topology needs a hypergraph or learned team (agents and rounds); {args.team!r} is not one"
+        )
+    train, val, split = _problems(args.suite, args.train, args.val)
+    model = default_model(args.model)
+    simulated = is_simulated(model, os.environ.get("HYPERTEAM_MODEL"))
+    say = _printer()
+    if split == "test":
+        say(f"note: suite {args.suite!r} has no train split: training and validation come from its test split")
+    if simulated:
+        say("SIMULATED: the agents run on the simulated model; accuracies and tokens are not real")
+    penalty = DEFAULT_TOKEN_PENALTY if args.token_penalty is None else args.token_penalty
+    learner = _learner(team, args.topology, args.seed)
+    say(
+        f"training {args.topology} on {len(train)} problems: {args.epochs} epoch(s), batch {args.batch}, "
+        f"{args.samples_per_query} topologies per problem, λ={penalty:g} per token"
+    )
+
+    def on_step(r: dict[str, Any]) -> None:
+        say(
+            f"step {r['step']}: utility {r['utility']:.3f}, accuracy {r['accuracy']:.3f}, "
+            f"tokens/query {r['tokens_per_query']:.0f}, hyperedges/query {r['hyperedges_per_query']:.2f}"
+        )
+
+    steps = learner.fit(
+        train, samples_per_query=args.samples_per_query, token_penalty=penalty, epochs=args.epochs,
+        batch=args.batch, model=model, rounds=team.rounds, fusion=team.fusion, concurrency=args.concurrency,
+        on_step=on_step,
+    )  # fmt: skip
+    learner.save(args.out)
+    spec_path = args.out.with_name(args.out.stem + ".team.yaml")
+    spec = {
+        "name": f"{args.topology}-{team.name}",
+        "topology": {"learned": args.out.name},
+        "rounds": team.rounds,
+        "fusion": team.fusion,
+        "schedule": team.schedule,
+    }
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    learned = LearnedHypergraphTeam.model_validate({**spec, "topology": {"learned": str(args.out)}})
+    report: dict[str, Any] = {
+        "learner": args.topology, "team": team.name, "suite": args.suite, "model": str(model),
+        "simulated": simulated, "train": len(train), "val": len(val), "epochs": args.epochs,
+        "samples_per_query": args.samples_per_query, "token_penalty": penalty, "steps": steps,
+    }  # fmt: skip
+    if val:
+        report["validation"] = _evaluate(learned, val, model, args.concurrency)
+        v = report["validation"]
+        tokens = v["prompt_tokens_per_problem"]
+        say(f"validation ({len(val)} problems): accuracy {v['accuracy']:.3f}, prompt tokens/problem {tokens}")
+    if getattr(args, "test", 0):
+        from hyperteam.evals import datasets
+
+        test = datasets.load(args.suite, split="test", limit=args.test)
+        rows = {f"{args.topology} (learned)": _evaluate(learned, test, model, args.concurrency)}
+        for name, fixed in baselines(learned).items():
+            rows[name] = _evaluate(fixed, test, model, args.concurrency)
+        report["comparison"] = rows
+        report["test"] = len(test)
+        say(f"test ({len(test)} problems, same agents, rounds and fusion){' SIMULATED' if simulated else ''}:")
+        say(comparison_table(rows))
+    json_path, html_path = write_report(report, args.out.with_name(args.out.stem + ".report.json"))
+    print(f"learned topology: {args.out}  team spec: {spec_path}  report: {json_path}, {html_path}")
+    return 0
+
+
+def _printer() -> Any:
+    def say(line: str) -> None:
+        print(line, file=sys.stdout, flush=True)
+
+    return say

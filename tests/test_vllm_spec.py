@@ -1,0 +1,121 @@
+"""The `vllm:` model spec (managed servers owned by the runtime) and the vLLM request fields."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from hyperteam.cli import main as cli_main
+from hyperteam.errors import ConfigError
+from hyperteam.models import ChatRequest, EndpointModel, Runtime
+from hyperteam.serve.vllm import ManagedModel
+from hyperteam.serve.vllm._process import wait_gone
+
+STANDIN = f"{sys.executable} -m hyperteam.testing.vllm_standin"
+
+
+@pytest.fixture
+def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    log = tmp_path / "argv.jsonl"
+    monkeypatch.setenv("HYPERTEAM_VLLM_BIN", STANDIN)
+    monkeypatch.setenv("HYPERTEAM_STANDIN_ARGV_LOG", str(log))
+    return log
+
+
+def _started(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+async def test_vllm_spec_starts_shares_and_stops_managed_servers(standin: Path):
+    from hyperteam.topologies import load_team
+
+    spec = "vllm:Org/Model?replicas=2&max_num_seqs=4&extra=--dtype half"
+    team = load_team("single")
+    async with Runtime() as first:
+        model = first.model(spec)
+        assert isinstance(model, ManagedModel)
+        result = await team.run("What is 2 + 3?", runtime=first, model=spec)
+        assert result.answer and result.usage.calls == 1
+        async with Runtime() as second:
+            assert second.model(spec).group is model.group  # the same servers, not two more
+        assert all(s.running() for s in model.group.servers)  # the other runtime still uses them
+    started = _started(standin)
+    assert len(started) == 2  # two replicas, started once
+    assert all("--max-num-seqs 4 " in " ".join(s["argv"]) and s["argv"][-2:] == ["--dtype", "half"] for s in started)
+    assert all("--api-key" in s["argv"] for s in started)  # a managed server is locked to this process
+    assert wait_gone([s["pid"] for s in started], 10) == []  # the last runtime closed: stopped
+
+
+def test_eval_with_a_vllm_model_stops_its_server_when_done(standin: Path, tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    args = ["eval", "demo", "--team", "single", "--model", "vllm:Org/Model", "--limit", "3", "--out", str(out)]
+    assert cli_main([*args, "--no-progress"]) == 0
+    assert json.loads((out / "report.json").read_text())["n"] == 3
+    [started] = _started(standin)
+    assert wait_gone([started["pid"]], 10) == []
+
+
+def test_bad_vllm_specs_say_what_is_wrong(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HYPERTEAM_VLLM_BIN", str(tmp_path / "vllm"))
+    with pytest.raises(ConfigError, match=r"the vLLM executable '.*vllm' was not found: pip install 'hyperteam"):
+        Runtime().model("vllm:Org/Model")
+    with pytest.raises(ConfigError, match="unknown vLLM option 'replica'"):
+        Runtime().model("vllm:Org/Model?replica=2")
+    with pytest.raises(ConfigError, match="replicas must be >= 1"):
+        Runtime().model("vllm:Org/Model?replicas=0")
+    with pytest.raises(ConfigError, match="name a model"):
+        Runtime().model("vllm:?replicas=2")
+
+
+def test_json_schema_is_sent_as_structured_outputs_to_vllm_and_response_format_to_openai():
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    request = ChatRequest([{"role": "user", "content": "hi"}], json_schema=schema, n=4, seed=11, temperature=0.7)
+    rt = Runtime()
+    vllm_body = orjson.loads(EndpointModel(rt.endpoint("http://127.0.0.1:1/v1"), "m").body(request))
+    assert vllm_body["structured_outputs"] == {"json": schema}
+    assert not any(k.startswith("guided_") for k in vllm_body) and "response_format" not in vllm_body
+    assert (vllm_body["n"], vllm_body["seed"]) == (4, 11)
+    openai_body = orjson.loads(EndpointModel(rt.endpoint("https://x/v1"), "m", structured="openai").body(request))
+    assert openai_body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": schema},
+    }
+    assert "structured_outputs" not in openai_body
+
+
+async def test_n_samples_with_a_seed_come_back_from_one_request(standin: Path):
+    from hyperteam.serve.vllm import VLLMOptions, VLLMServer
+
+    server = VLLMServer("Org/Model", VLLMOptions())
+    await asyncio.to_thread(lambda: server.start().wait_ready(30))
+    try:
+        async with Runtime() as rt:
+            model = rt.model(server.spec)
+            question = [{"role": "user", "content": "Natalia sold clips to 48 of her friends in April. How many?"}]
+            result = await model.chat(ChatRequest(question, n=5, seed=3, temperature=0.8))
+            again = await model.chat(ChatRequest(question, n=5, seed=3, temperature=0.8))
+    finally:
+        server.stop()
+    assert len(result.completions) == 5 and result.usage.calls == 1  # five samples, one call, one prefill
+    assert [c.text for c in result.completions] == [c.text for c in again.completions]  # the seed fixes them
+
+
+async def test_a_managed_server_that_fails_to_start_fails_every_call_with_its_log(
+    standin: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from hyperteam.serve.vllm import ServerStartError
+
+    monkeypatch.setenv("HYPERTEAM_STANDIN_FAIL", "No CUDA GPUs are available")
+    async with Runtime() as rt:
+        model = rt.model("vllm:Org/Model")
+        request = ChatRequest([{"role": "user", "content": "hi"}])
+        with pytest.raises(ServerStartError, match="No CUDA GPUs are available"):
+            await model.chat(request)
+        with pytest.raises(ServerStartError, match="No CUDA GPUs are available"):
+            await model.chat(request)  # at once, without starting it again
+    assert len(_started(standin)) == 1
