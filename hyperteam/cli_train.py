@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint left by an earlier run")
     parser.add_argument(
         "--structured-output",
-        choices=["json_object"],
-        help="ask the optimizer's endpoint for JSON patches (response_format), where it supports it",
+        choices=["json_schema", "json_object"],
+        help="json_schema: the optimizer's patches constrained to the patch schema (vLLM structured_outputs,"
+        " OpenAI response_format); json_object: any JSON",
     )
     parser.add_argument(
         "--topology", choices=TOPOLOGY_LEARNERS, help="learn a communication topology instead of prompts"

@@ -45,6 +45,10 @@ def test_train_topology_bad_input_is_one_line(tmp_path: Path):
         hyperteam(*base, "--out", str(tmp_path / "t.json"), "--optimizer-model", "sim:0.9"), "--optimizer-model"
     )
     assert_one_line_error(
+        hyperteam(*base, "--out", str(tmp_path / "t.json"), "--structured-output", "json_schema"),
+        "--structured-output applies to textual backprop only",
+    )
+    assert_one_line_error(
         hyperteam(*base[:4], "single", *base[5:], "--out", str(tmp_path / "t.json")), "needs a hypergraph"
     )
     assert_one_line_error(

@@ -219,6 +219,29 @@ def test_structured_output_is_requested_only_when_asked_and_a_bare_json_patch_pa
         records = asyncio.run(TextualGradientDescent(team, model=model, structured=structured).step())
         assert records[0].status == "applied" and team.layers[0].agents[0].role == "an estimator"
         assert model.requests[0].extra == expected
+        assert model.requests[0].json_schema is None
+
+
+def test_a_json_schema_patch_request_goes_to_vllm_as_structured_outputs():
+    from hyperteam.models.endpoint import EndpointModel
+    from hyperteam.optim.patch import Patch
+
+    reply = '{"ops": [{"op": "set_fusion", "value": "llm_select"}]}'
+    team = two_layer_team()
+    team.named_parameters()[0][1].grad = "change it"
+    model = FunctionModel(lambda r: reply)
+    records = asyncio.run(TextualGradientDescent(team, model=model, structured="json_schema").step())
+    assert records[0].status == "applied" and team.layers[0].fusion == "llm_select"
+    request = model.requests[0]
+    assert request.json_schema == Patch.model_json_schema()
+    body = json.loads(EndpointModel.body(_BodyOnly(), request))  # type: ignore[arg-type]
+    assert body["structured_outputs"] == {"json": Patch.model_json_schema()} and "guided_json" not in body
+
+
+class _BodyOnly:
+    """Enough of an EndpointModel to build a request body."""
+
+    model, structured = "served", "vllm"
 
 
 # --- trainer: keep what helps, revert what hurts -----------------------------

@@ -8,6 +8,7 @@ import pytest
 
 import hyperteam as ht
 from hyperteam.errors import ModelError
+from hyperteam.models.types import Completion
 from hyperteam.testing import FunctionModel, ScriptedModel, ScriptError
 
 
@@ -199,3 +200,41 @@ async def test_stepping_the_chain_gives_what_langgraph_gives(name: str):
     assert (stepped.answer, stepped.text) == (state["answer"], state["input"])
     assert steps(stepped.trace) == steps(state["trace"])
     assert len(stepped.trace) > len(team.agents)
+
+
+class _RawModel:
+    """A model that returns whatever ChatResult ``fn`` makes of the request."""
+
+    name = "raw"
+
+    def __init__(self, fn) -> None:  # type: ignore[no-untyped-def]
+        self.fn = fn
+
+    async def chat(self, request: ht.ChatRequest, *, sample_index: int = 0) -> ht.ChatResult:
+        return await self.fn(request)
+
+
+async def test_an_agent_with_samples_votes_its_samples_from_one_request():
+    seen: list[ht.ChatRequest] = []
+
+    async def reply(request: ht.ChatRequest) -> ht.ChatResult:
+        seen.append(request)
+        texts = ["#### 7", "#### 8", "#### 7", "#### 9", "#### 7"]
+        return ht.ChatResult([Completion(t) for t in texts[: request.n]], ht.Usage(100, 50, calls=1))
+
+    solver = ht.Agent(name="solver", temperature=0.7, samples=5)
+    team = ht.LayeredTeam([ht.Layer("sample", agents=[solver])], model=_RawModel(reply))
+    result = await team.run("3 + 4?")
+    assert len(seen) == 1 and seen[0].n == 5
+    assert result.answer == "7"
+    agents = [e.agent for e in result.trace if e.kind == "agent"]
+    assert agents == ["solver#1", "solver#2", "solver#3", "solver#4", "solver#5"]
+    assert (result.usage.calls, result.usage.prompt_tokens) == (1, 100)  # counted once, not five times
+
+
+def test_samples_are_refused_where_an_agent_must_answer_once():
+    solver = ht.Agent(name="solver", samples=3)
+    with pytest.raises(ValueError, match="samples > 1"):
+        ht.HypergraphTeam(agents=[solver, ht.Agent(name="b")], hyperedges=[["solver", "b"]])
+    with pytest.raises(ValueError, match="samples > 1"):
+        ht.Layer("solve", agents=[solver], fusion="chain")

@@ -29,8 +29,9 @@ def test_builtin_teams_load_by_name(name: str):
 def test_self_consistency_has_five_samples_and_votes():
     team = ht.load_team("self-consistency")
     (layer,) = team.layers
-    assert len(layer.agents) == 5 and layer.fusion == "majority_vote"
-    assert all(a.temperature and a.temperature > 0 for a in layer.agents)
+    (solver,) = layer.agents
+    assert solver.samples == 5 and solver.temperature and solver.temperature > 0
+    assert layer.fusion == "majority_vote"
 
 
 def test_a_bad_field_is_named_with_its_file(tmp_path: Path):

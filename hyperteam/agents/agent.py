@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from hyperteam.agents.messages import AgentOutput
 from hyperteam.agents.parsing import extract_answer
 from hyperteam.errors import ModelError
-from hyperteam.models.types import ChatModel, ChatRequest
+from hyperteam.models.types import ChatModel, ChatRequest, Usage
 from hyperteam.prompts import template
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -40,6 +40,10 @@ class Agent(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=1)
     seed: int | None = None
+    samples: int = Field(default=1, ge=1, le=32)
+    """Answers per call: above 1, one request asks the server for that many samples of the same prompt
+    (``n``; with vLLM the prompt is computed once), and each is an output of its own, named
+    ``NAME#1``, ``NAME#2``, ... (self-consistency in one request)."""
 
     @field_validator("name")
     @classmethod
@@ -90,6 +94,36 @@ class Agent(BaseModel):
             result.usage,
             logprobs=completion.logprobs if completion else None,
         )
+
+    async def respond_all(
+        self, model: ChatModel, messages: list[dict[str, str]], *, logprobs: bool = False
+    ) -> list[AgentOutput]:
+        """Like :meth:`respond`, but ``samples`` outputs from one request (one output when ``samples`` is 1).
+
+        The request's usage is on the first output (the call happened once); a failed call fails
+        every sample.
+        """
+        if self.samples == 1:
+            return [await self.respond(model, messages, logprobs=logprobs)]
+        request = ChatRequest(
+            messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=self.seed, n=self.samples
+        )
+        if logprobs:
+            request.extra["logprobs"] = True
+        names = [f"{self.name}#{i}" for i in range(1, self.samples + 1)]
+        try:
+            result = await model.chat(request)
+        except ModelError as exc:
+            return [AgentOutput(name, "", None, error=f"{exc.kind}: {exc}") for name in names]
+        outputs = []
+        for i, (name, completion) in enumerate(zip(names, result.completions, strict=False)):
+            usage = result.usage if i == 0 else Usage()
+            outputs.append(
+                AgentOutput(name, completion.text, extract_answer(completion.text), usage, logprobs=completion.logprobs)
+            )
+        missing = names[len(outputs) :]  # a server that returned fewer choices than asked
+        outputs += [AgentOutput(name, "", None, error="malformed: fewer choices than n") for name in missing]
+        return outputs
 
 
 @functools.cache

@@ -28,6 +28,7 @@ async def ask(
     layer: str,
     max_tokens: int | None = None,
     extra: dict[str, Any] | None = None,
+    json_schema: dict[str, Any] | None = None,
     system: tuple[str, str] = ("optim", "system"),
     **variables: Any,
 ) -> tuple[AgentOutput, TraceEvent]:
@@ -38,7 +39,9 @@ async def ask(
     """
     prompt = render("optim", template, **variables)
     messages = [{"role": "system", "content": render(*system)}, {"role": "user", "content": prompt}]
-    request = ChatRequest(messages, temperature=0.0, max_tokens=max_tokens, extra=dict(extra or {}))
+    request = ChatRequest(
+        messages, temperature=0.0, max_tokens=max_tokens, extra=dict(extra or {}), json_schema=json_schema
+    )
     result = await model.chat(request)
     text = result.text
     out = AgentOutput(who, text, extract_answer(text) if template == "revise" else None, result.usage)

@@ -28,7 +28,7 @@ from hyperteam.errors import ConfigError, ModelError, ParseError
 from hyperteam.models.runtime import Runtime
 from hyperteam.models.types import ChatModel, Usage
 from hyperteam.optim._calls import ask, clip
-from hyperteam.optim.patch import apply_patch, copy_spec, parse_patch
+from hyperteam.optim.patch import Patch, apply_patch, copy_spec, parse_patch
 from hyperteam.topologies.io import team_from_dict
 from hyperteam.topologies.layered import LayeredTeam
 from hyperteam.topologies.team import Team
@@ -76,8 +76,9 @@ class TextualGradientDescent:
         runtime: clients and cache for the calls; default: the event loop's runtime.
         momentum: how many past gradients per layer the updater sees.
         max_agents: the most agents a patch may leave in a layer.
-        structured: ``"json_object"`` also sends ``response_format={"type": "json_object"}``
-            (OpenAI-compatible servers that support it); None relies on the ``<patch>`` delimiters.
+        structured: ``"json_schema"`` constrains the reply to the patch schema (``ChatRequest.json_schema``:
+            vLLM ``structured_outputs``, OpenAI ``response_format``); ``"json_object"`` sends
+            ``response_format={"type": "json_object"}``; None relies on the ``<patch>`` delimiters.
 
     Example:
         >>> import hyperteam as ht
@@ -92,7 +93,7 @@ class TextualGradientDescent:
         runtime: Runtime | None = None,
         momentum: int = 3,
         max_agents: int = 7,
-        structured: Literal["json_object"] | None = None,
+        structured: Literal["json_schema", "json_object"] | None = None,
     ) -> None:
         if not isinstance(team, LayeredTeam):
             raise ConfigError(f"textual backprop trains layered teams; {team.name!r} is a {type(team).__name__}")
@@ -145,9 +146,10 @@ class TextualGradientDescent:
         self, model: ChatModel, spec: dict[str, Any], layer: str, gradient: str, past: list[Moment]
     ) -> tuple[PatchRecord, dict[str, Any] | None]:
         extra = {"response_format": {"type": "json_object"}} if self.structured == "json_object" else None
+        schema = Patch.model_json_schema() if self.structured == "json_schema" else None
         try:
             out, event = await ask(
-                model, "optim.updater", "update", layer=layer, target=layer, extra=extra,
+                model, "optim.updater", "update", layer=layer, target=layer, extra=extra, json_schema=schema,
                 spec=json.dumps(layer_spec(spec, layer), ensure_ascii=False), gradient=gradient,
                 history=past, fusions=UPDATE_FUSIONS, max_agents=self.max_agents,
             )  # fmt: skip

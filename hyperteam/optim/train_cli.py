@@ -20,6 +20,8 @@ from hyperteam.errors import ConfigError
 def _refuse_topology_options(args: argparse.Namespace) -> None:
     if getattr(args, "token_penalty", None) is not None:
         raise ConfigError("--token-penalty applies to --topology training only")
+    if getattr(args, "test", 0):
+        raise ConfigError("--test applies to --topology training only (evaluate a trained team with hyperteam eval)")
 
 
 def _problems(args: argparse.Namespace) -> tuple[list[Any], list[Any], str]:

@@ -65,7 +65,8 @@ class Trainer:
         seed: shuffling and validation-minibatch sampling.
         max_gradient_chars: the bound on each textual gradient.
         momentum: past gradients per layer shown to the updater.
-        structured: ``"json_object"`` asks the updater's endpoint for JSON output (where it supports it).
+        structured: ``"json_schema"`` constrains the updater's output to the patch schema (vLLM
+            ``structured_outputs``, OpenAI ``response_format``); ``"json_object"`` asks for any JSON.
         runtime: clients and cache; default: a new runtime with ``max_concurrency=concurrency``.
         log: called with one line per step (the CLI prints them).
 
@@ -92,7 +93,7 @@ class Trainer:
         seed: int = 0,
         max_gradient_chars: int = 800,
         momentum: int = 3,
-        structured: Literal["json_object"] | None = None,
+        structured: Literal["json_schema", "json_object"] | None = None,
         runtime: Runtime | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:

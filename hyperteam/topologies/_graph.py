@@ -80,11 +80,16 @@ def _layer_node(layer: Layer) -> Any:
             ctx.emit(TraceEvent.of(layer.name, layer_input or task, out))
             return out
 
+        async def sample_agent(agent: Agent) -> list[AgentOutput]:
+            messages = agent.messages(task, layer_input, layer.input_title)
+            outs = await agent.respond_all(ctx.model(agent.model), messages, logprobs=logprobs)
+            ctx.emit([TraceEvent.of(layer.name, layer_input or task, out) for out in outs])
+            return outs
+
         outputs: list[AgentOutput] = []
         if not fusion.drives_agents:
-            outputs = await asyncio.gather(
-                *(call_agent(agent, agent.messages(task, layer_input, layer.input_title)) for agent in layer.agents)
-            )
+            sampled = await asyncio.gather(*(sample_agent(agent) for agent in layer.agents))
+            outputs = [out for outs in sampled for out in outs]
         events = routed + [TraceEvent.of(layer.name, layer_input or task, o) for o in outputs]
         if outputs and not any(o.ok for o in outputs):
             raise ModelError(f"layer {layer.name!r}: {failures_message(outputs)}", kind=first_error_kind(outputs))

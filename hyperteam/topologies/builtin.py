@@ -20,16 +20,16 @@ def single() -> Team:
 
 
 def self_consistency(samples: int = 5) -> Team:
-    """Five independent samples at temperature 0.7, majority vote (Wang et al. 2023)."""
-    base = Agent(
-        name="sample0",
+    """Five samples at temperature 0.7 from one request (n=5), majority vote (Wang et al. 2023)."""
+    solver = Agent(
+        name="solver",
         role="a careful math tutor",
         instructions="Solve the problem.",
         temperature=0.7,
+        samples=samples,
     )
-    agents = [base.clone(name=f"sample{i}") for i in range(samples)]
     return LayeredTeam(
-        [Layer("sample", agents=agents, fusion="majority_vote")],
+        [Layer("sample", agents=[solver], fusion="majority_vote")],
         name="self-consistency",
         description=self_consistency.__doc__ or "",
     )

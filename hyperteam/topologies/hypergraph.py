@@ -94,6 +94,9 @@ class HypergraphTeam(Team):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate agent names: {', '.join(dupes)}")
+        sampled = [a.name for a in agents if a.samples > 1]
+        if sampled:
+            raise ValueError(f"agent {sampled[0]!r} has samples > 1: a hypergraph member answers once per round")
         return agents
 
     @field_validator("hyperedges")

@@ -74,6 +74,13 @@ class Layer(BaseModel):
         if dupes:
             raise ValueError(f"duplicate agent names in layer {self.name!r}: {', '.join(dupes)}")
         self._fusion_impl = None
+        sampled = [a.name for a in self.agents if a.samples > 1]
+        drivers = [f for f in [self.fusion, *self.candidates] if get_fusion(f).drives_agents]
+        if sampled and drivers:
+            raise ValueError(
+                f"agent {sampled[0]!r} has samples > 1, but this layer's fusion calls its agents one by one"
+                f" ({get_fusion(drivers[0]).name}): use samples only with fusions that read the agents' outputs"
+            )
         return self
 
     @property
