@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from hyperteam.errors import HyperteamError
+from hyperteam.errors import ConfigError, HyperteamError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", choices=("mermaid", "dot"), default="mermaid", help="text format on stdout (default: mermaid)"
     )
     parser.add_argument("--png", metavar="FILE", help="also draw the team to FILE (needs matplotlib)")
+    parser.add_argument(
+        "--query", help="a learned-topology team: draw the hypergraph its generator makes for this query"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -32,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from hyperteam.topologies.io import load_team
 
     team = load_team(args.team)
+    team = _for_query(team, getattr(args, "query", None))
     text = to_dot(team) if args.format == "dot" else to_mermaid(team)
     if args.png:
         draw(team, args.png)  # before printing, so a failure leaves no half-done output
@@ -39,6 +44,19 @@ def main(args: argparse.Namespace) -> int:
     if args.png:
         print(f"wrote {args.png}", file=sys.stderr)
     return 0
+
+
+def _for_query(team: Any, query: str | None) -> Any:
+    """The team to draw: a learned-topology team's hypergraph for ``query``; any other team as it is."""
+    from hyperteam.topologies.learned.team import LearnedHypergraphTeam
+
+    if not isinstance(team, LearnedHypergraphTeam):
+        if query is not None:
+            raise ConfigError("--query applies to learned-topology teams only (their hypergraph depends on it)")
+        return team
+    if not query or not query.strip():
+        raise ConfigError(f"team {team.name!r} makes its hypergraph per query: add --query 'the question'")
+    return team.team_for(team.topology_for(query))
 
 
 def _standalone(argv: Sequence[str] | None = None) -> int:

@@ -54,3 +54,11 @@ def test_train_topology_bad_input_is_one_line(tmp_path: Path):
     assert_one_line_error(
         hyperteam(*base, "--out", str(tmp_path / "t.json"), "--samples-per-query", "1"), "--samples-per-query"
     )
+
+
+def test_show_draws_the_hypergraph_a_learned_team_makes_for_a_query():
+    shown = hyperteam("show", "--team", "hyperagent-gsm8k", "--query", "Janet's ducks lay 16 eggs per day.")
+    assert shown.returncode == 0, shown.stderr
+    assert "hypergraph team" in shown.stdout and "e0 --- a0" in shown.stdout
+    assert_one_line_error(hyperteam("show", "--team", "hyperagent-gsm8k"), "add --query")
+    assert_one_line_error(hyperteam("show", "--team", "single", "--query", "x"), "learned-topology teams only")
