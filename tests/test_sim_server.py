@@ -317,3 +317,19 @@ def test_cli_rejects_bad_values_with_exit_2(bad: list[str]) -> None:
     )
     assert result.returncode == 2
     assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1 and "error" in result.stderr
+
+
+@pytest.mark.asyncio
+async def test_an_api_key_guards_every_v1_route_but_not_health(brain: SimBrain) -> None:
+    srv = await _started(SimServer(brain, latency=NO_LATENCY, api_key="sk-sim"))
+    try:
+        async with _client(srv) as client:
+            assert (await client.get("/health")).status_code == 200
+            for headers in ({}, {"Authorization": "Bearer wrong"}):
+                refused = await client.post("/v1/chat/completions", json=_chat(), headers=headers)
+                assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+                assert (await client.get("/v1/models", headers=headers)).status_code == 401
+            ok = await client.post("/v1/chat/completions", json=_chat(), headers={"Authorization": "Bearer sk-sim"})
+            assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"]
+    finally:
+        await srv.close()

@@ -69,8 +69,12 @@ def test_ready_only_after_a_real_completion_and_flags_reach_vllm(tmp_path: Path,
         status, payload = _chat(server)
         assert status == 200 and payload["choices"][0]["message"]["content"]
         assert server.spec == f"http://127.0.0.1:{server.port}/v1#qwen"
-        with urllib.request.urlopen(f"{server.base_url}/models", timeout=5) as resp:
+        models = urllib.request.Request(f"{server.base_url}/models", headers={"Authorization": "Bearer secret"})
+        with urllib.request.urlopen(models, timeout=5) as resp:
             assert [m["id"] for m in orjson.loads(resp.read())["data"]] == ["qwen"]
+        with pytest.raises(urllib.error.HTTPError) as refused:  # --api-key reached the server: no key, no answer
+            urllib.request.urlopen(f"{server.base_url}/models", timeout=5)
+        assert refused.value.code == 401
     finally:
         server.stop()
     argv = json.loads(argv_log.read_text().splitlines()[0])["argv"]

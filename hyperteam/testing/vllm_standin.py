@@ -50,6 +50,8 @@ class StandInServer(SimServer):
         self.generated = 0
 
     def handle(self, conn: Connection, method: bytes, path: bytes, body: bytes) -> None:
+        if self.refused(conn, path):
+            return
         if path == b"/metrics" and method == b"GET":
             conn.write(response(200, self.metrics().encode(), keep_alive=conn.keep_alive))
             conn.finish()
@@ -132,6 +134,7 @@ async def _serve(args: argparse.Namespace) -> None:
         load_s=float(os.environ.get("HYPERTEAM_STANDIN_LOAD_S") or 0),
         latency=parse_latency(args.latency_ms),
         max_concurrency=args.max_num_seqs,
+        api_key=args.api_key,
     )
     await server.start(args.host, args.port)
     stop = asyncio.Event()

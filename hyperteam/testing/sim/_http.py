@@ -102,6 +102,7 @@ class Connection(asyncio.Protocol):
         self.busy = False
         self.closed = False
         self.state: Any = None
+        self.authorization = b""  # the current request's Authorization header
         self._buffer = bytearray()
         self._parsing = False
         self._sent_continue = False
@@ -170,6 +171,7 @@ class Connection(asyncio.Protocol):
         length = 0
         connection = b""
         expect = False
+        self.authorization = b""
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
@@ -186,6 +188,8 @@ class Connection(asyncio.Protocol):
                 return False
             elif name == b"connection":
                 connection = value.strip().lower()
+            elif name == b"authorization":
+                self.authorization = value.strip()
             elif name == b"expect":
                 expect = b"100-continue" in value.lower()
         if length > MAX_BODY_BYTES:

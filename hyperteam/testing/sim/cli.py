@@ -59,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="probability of repeating the majority of the answers found in the prompt (default 0.8)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for answers and faults (default 0)")
+    parser.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1 routes (as vLLM's --api-key)")
     parser.add_argument("--request-log", metavar="FILE", help="append one JSON line per request to FILE")
     parser.add_argument(
         "--log-messages", action="store_true", help="with --request-log: include each request's messages"
@@ -113,6 +114,7 @@ def _build(args: argparse.Namespace) -> tuple[SimBrain, SimServer]:
         request_log=args.request_log,
         log_messages=args.log_messages,
         seed=args.seed,
+        api_key=args.api_key,
     )
     return brain, server
 

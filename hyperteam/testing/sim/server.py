@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 import os
 import time
@@ -86,6 +87,7 @@ class SimServer:
         request_log: str | os.PathLike[str] | None = None,
         log_messages: bool = False,
         seed: int = 0,
+        api_key: str | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be >= 1, got {max_concurrency}")
@@ -102,6 +104,7 @@ class SimServer:
         self.request_log = Path(request_log) if request_log is not None else None
         self.log_messages = log_messages
         self.seed = int(seed)
+        self._bearer = f"Bearer {api_key}".encode() if api_key else None
         self.host = "127.0.0.1"
         self.port = 0
         self.requests = 0
@@ -177,7 +180,19 @@ class SimServer:
         if isinstance(req, Request) and req.state != "done":
             self.end_request(req, "hang" if req.state == "hang" else 499)
 
+    def refused(self, conn: Connection, path: bytes) -> bool:
+        """Answers 401 and returns True when the server has an API key and the request lacks it
+        (as vLLM's ``--api-key``: every ``/v1`` route needs it, ``/health`` does not)."""
+        if self._bearer is None or not path.startswith(b"/v1/"):
+            return False
+        if hmac.compare_digest(conn.authorization, self._bearer):
+            return False
+        self._reply_error(conn, 401, "missing or wrong API key", "invalid_api_key")
+        return True
+
     def handle(self, conn: Connection, method: bytes, path: bytes, body: bytes) -> None:
+        if self.refused(conn, path):
+            return
         if path == b"/v1/chat/completions":
             if method == b"POST":
                 self._chat(conn, body)
