@@ -65,8 +65,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _is_simulated(model: object, team: object) -> bool:
-    specs = [model, getattr(team, "model", None)] + [a.model for a in getattr(team, "agents", [])]
-    return any(isinstance(s, str) and (s.startswith("sim") or "#sim" in s) for s in specs)
+    from hyperteam.models.spec import is_simulated
+
+    return is_simulated(model, getattr(team, "model", None), *(a.model for a in getattr(team, "agents", [])))
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ import orjson
 from hyperteam.errors import ConfigError
 from hyperteam.evals.datasets import load
 from hyperteam.models._rawhttp import RawHttpTransport
+from hyperteam.serve.cli import loop_factory
 
 
 def _free_port() -> int:
@@ -125,15 +126,6 @@ async def _drive(
     }
 
 
-def _runner() -> Any:
-    """``asyncio.run``, on uvloop where installed (as the service runs): the clients' loop is cheaper."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-    return uvloop.run
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="hyperteam bench service", description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=200, help="concurrent clients (default 200)")
@@ -163,9 +155,10 @@ def main(argv: list[str]) -> int:
         try:
             service = _start_service(args.team, f"{sim_url}#sim-0.8", key_file, port)
             url = f"http://127.0.0.1:{port}"
-            run = _runner()
-            run(_drive(url, key, args.team, questions, min(args.clients, 8), 1.0))  # warm-up
-            result = run(_drive(url, key, args.team, questions, args.clients, args.duration, args.ramp))
+            # On the service's event loop (uvloop where installed): the clients' own CPU counts in their latency.
+            with asyncio.Runner(loop_factory=loop_factory()) as runner:
+                runner.run(_drive(url, key, args.team, questions, min(args.clients, 8), 1.0))  # warm-up
+                result = runner.run(_drive(url, key, args.team, questions, args.clients, args.duration, args.ramp))
         finally:
             if service is not None:
                 service.send_signal(signal.SIGINT)

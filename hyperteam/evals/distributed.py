@@ -177,10 +177,7 @@ def _collect(
                     "finished problems are stored: rerun with --resume"
                 ) from None
             if run.store.add(row):
-                overall.done += 1
-                overall.correct += row.correct_strict
-                overall.errors += row.error_kind is not None
-                overall.tokens += row.prompt_tokens + row.completion_tokens
+                overall.add(row)
                 if progress is not None:
                     progress(overall)
 

@@ -22,6 +22,7 @@ from hyperteam.errors import ConfigError, HyperteamError, ModelError
 from hyperteam.evals.datasets import Problem
 from hyperteam.evals.store import ResultRow, ResultStore
 from hyperteam.models.runtime import Runtime
+from hyperteam.models.spec import is_simulated
 from hyperteam.models.types import ChatModel
 from hyperteam.topologies.team import Team
 
@@ -38,6 +39,13 @@ class Progress:
     errors: int = 0
     tokens: int = 0
     started: float = 0.0
+
+    def add(self, row: ResultRow) -> None:
+        """Counts one finished problem."""
+        self.done += 1
+        self.correct += row.correct_strict
+        self.errors += row.error_kind is not None
+        self.tokens += row.prompt_tokens + row.completion_tokens
 
     @property
     def rate(self) -> float:
@@ -139,10 +147,7 @@ def _check_meta(db: ResultStore, team: Team, suite: str, model: Any, resume: boo
                 f"not {team.name!r} on {suite!r}: use a new store"
             )
         return meta
-    specs = [model_name, team.model if isinstance(team.model, str) else None] + [
-        a.model for a in getattr(team, "agents", []) if isinstance(a.model, str)
-    ]
-    simulated = any(isinstance(s, str) and (s.startswith("sim") or "#sim" in s) for s in specs)
+    simulated = is_simulated(model_name, team.model, *(a.model for a in getattr(team, "agents", [])))
     meta = {
         "team": team.name,
         "suite": suite,
@@ -179,10 +184,7 @@ async def _run(
                     log.exception("problem %s failed unexpectedly", problem.id)
                 row = score(problem, idx, error=exc)
         db.add(row)
-        state.done += 1
-        state.correct += row.correct_strict
-        state.errors += row.error_kind is not None
-        state.tokens += row.prompt_tokens + row.completion_tokens
+        state.add(row)
         if progress is not None:
             progress(state)
 

@@ -102,3 +102,9 @@ def resolve(spec: str | ChatModel | None, *, runtime: Runtime | None = None) -> 
             f"{spec!r} is a test double: pass hyperteam.testing.{spec.capitalize()}Model(...) as the model object"
         )
     raise ConfigError(f"unknown model spec {spec!r}: expected one of {SPEC_FORMS}")
+
+
+def is_simulated(*specs: object) -> bool:
+    """Whether any of ``specs`` names the simulated model: in process (``sim:0.7``) or a
+    ``hyperteam sim`` server (``http://HOST:PORT/v1#sim-0.7``). Reports made with it say so."""
+    return any(isinstance(s, str) and (s.startswith("sim") or "#sim" in s) for s in specs)

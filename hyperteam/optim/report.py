@@ -14,15 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hyperteam.evals._html import _figure, _page, num, pct
+from hyperteam.models.spec import is_simulated
 
 if TYPE_CHECKING:
     from hyperteam.optim.trainer import Trainer
 
 _PATCH_CHARS = 1500
-
-
-def is_simulated(*specs: Any) -> bool:
-    return any(isinstance(s, str) and (s.startswith("sim") or "#sim" in s) for s in specs)
 
 
 def build_report(trainer: Trainer) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
+import functools
 from typing import Any
 
 from hyperteam.errors import ConfigError
@@ -41,8 +41,9 @@ def _problems(args: argparse.Namespace) -> tuple[list[Any], list[Any], str]:
 
 
 def main(args: argparse.Namespace, *, default_model: Any) -> int:
+    from hyperteam.models.spec import is_simulated
     from hyperteam.optim.cost import estimate
-    from hyperteam.optim.report import is_simulated, write_report
+    from hyperteam.optim.report import write_report
     from hyperteam.optim.trainer import Trainer
     from hyperteam.topologies import LayeredTeam, load_team
 
@@ -60,7 +61,7 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
     checkpoint = args.out.with_name(args.out.name + ".ckpt.json")
     if args.fresh and checkpoint.exists():
         checkpoint.unlink()
-    say = _printer()
+    say = functools.partial(print, flush=True)  # progress lines, seen as they happen
     if split == "test":
         say(f"note: suite {args.suite!r} has no train split: training and validation come from its test split")
     if is_simulated(model, optimizer_model):
@@ -87,10 +88,3 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
     say(f"tokens: team {tokens['team']['total_tokens']:,}, optimizer {tokens['optimizer']['total_tokens']:,}")
     print(f"trained team: {args.out}  report: {json_path}, {html_path}  layer pool: {pool_path}")
     return 0
-
-
-def _printer() -> Any:
-    def say(line: str) -> None:
-        print(line, file=sys.stdout, flush=True)
-
-    return say

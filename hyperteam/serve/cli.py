@@ -136,12 +136,12 @@ def main(args: argparse.Namespace, *, default_model: Callable[[str | None], str 
     configure_logging(args.log_format, args.log_level)
     if keys is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger(__name__).warning("serving on %s with no --api-key-file: anyone can use it", args.host)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(_serve(args, teams, keys, model, limits))
     return 0
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop where installed (``uvicorn[standard]`` brings it), else asyncio's: the
     service's socket reads, writes and polls then run in C rather than in asyncio's Python."""
     try:

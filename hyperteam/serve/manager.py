@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from hyperteam.errors import HyperteamError, ModelError
 from hyperteam.models.runtime import Runtime
+from hyperteam.models.spec import is_simulated
 from hyperteam.models.types import ChatModel, ChatRequest, ChatResult, Usage
 from hyperteam.serve.errors import APIError
 from hyperteam.serve.metrics import Metrics, span
@@ -55,7 +56,7 @@ class _GatedModel:
     def __init__(self, inner: ChatModel, gate: _Gate, team: str, metrics: Metrics) -> None:
         self.name = inner.name
         self._inner, self._gate, self._team, self._metrics = inner, gate, team, metrics
-        if inner.name.startswith("sim") or "#sim" in inner.name:  # in-process, or a `hyperteam sim` server
+        if is_simulated(inner.name):
             gate.simulated = True
 
     async def chat(self, request: ChatRequest, *, sample_index: int = 0) -> ChatResult:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
-import sys
 from typing import Any
 
 import yaml
@@ -94,7 +94,7 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
     from hyperteam.topologies.learned._torch import require_torch
 
     require_torch().set_num_threads(1)  # the generator is tiny: threads only add overhead
-    from hyperteam.optim.report import is_simulated
+    from hyperteam.models.spec import is_simulated
     from hyperteam.topologies import load_team
     from hyperteam.topologies.learned.report import comparison_table, write_report
     from hyperteam.topologies.learned.team import LearnedHypergraphTeam
@@ -107,7 +107,7 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
     train, val, split = _problems(args.suite, args.train, args.val)
     model = default_model(args.model)
     simulated = is_simulated(model, os.environ.get("HYPERTEAM_MODEL"))
-    say = _printer()
+    say = functools.partial(print, flush=True)  # progress lines, seen as they happen
     if split == "test":
         say(f"note: suite {args.suite!r} has no train split: training and validation come from its test split")
     if simulated:
@@ -165,10 +165,3 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
     json_path, html_path = write_report(report, args.out.with_name(args.out.stem + ".report.json"))
     print(f"learned topology: {args.out}  team spec: {spec_path}  report: {json_path}, {html_path}")
     return 0
-
-
-def _printer() -> Any:
-    def say(line: str) -> None:
-        print(line, file=sys.stdout, flush=True)
-
-    return say
