@@ -9,6 +9,7 @@ Example:
     >>> result = team.run_sync("Janet's ducks lay 16 eggs per day ...")  # doctest: +SKIP
 """
 
+from hyperteam import backends as _backends  # noqa: F401  (registers the vllm: model-spec prefix)
 from hyperteam import models, optim
 from hyperteam.agents import Agent, AgentOutput, TraceEvent, extract_answer
 from hyperteam.errors import ConfigError, HyperteamError, LimitError, ModelError, ParseError

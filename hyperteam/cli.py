@@ -96,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_serve_model(args: argparse.Namespace) -> int:
-    from hyperteam.serve.vllm import cli as vllm_cli
+    from hyperteam.backends.vllm import cli as vllm_cli
 
     return vllm_cli.main(args)
 
@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cli.add_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
-    from hyperteam.serve.vllm import cli as vllm_cli
+    from hyperteam.backends.vllm import cli as vllm_cli
 
     serve_model = sub.add_parser(
         "serve-model",

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace, *, default_model: object) -> int:
     """Dispatches to the chosen trainer."""
     if args.topology:
-        from hyperteam.topologies.learned import train_cli as topology_cli
+        from hyperteam.optim.topology import cli as topology_cli
 
         return topology_cli.main(args, default_model=default_model)
     from hyperteam.optim import train_cli

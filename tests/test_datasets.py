@@ -8,7 +8,7 @@ import pytest
 
 from hyperteam.errors import ConfigError
 from hyperteam.evals import datasets
-from hyperteam.evals._numbers import normalize_number
+from hyperteam.agents._numbers import normalize_number
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from hyperteam.agents._numbers import normalize_number
 from hyperteam.agents.parsing import extract_answer, extract_flexible, extract_strict
-from hyperteam.evals._numbers import normalize_number
 from tests.conftest import DATA_DIR, needs_data
 
 

@@ -13,13 +13,14 @@ torch = pytest.importorskip("torch")
 
 from hyperteam.errors import ConfigError  # noqa: E402
 from hyperteam.evals.datasets import Problem  # noqa: E402
+from hyperteam.optim.topology import Outcome  # noqa: E402
+from hyperteam.optim.topology.reinforce import fit, train_step  # noqa: E402
 from hyperteam.topologies.io import load_team  # noqa: E402
 from hyperteam.topologies.learned import (  # noqa: E402
     AgentPruneGenerator,
     GDesignerGenerator,
     HypergraphGenerator,
     LearnedHypergraphTeam,
-    Outcome,
     TopologyLearner,
     load_generator,
 )
@@ -75,7 +76,7 @@ PROBLEMS = [Problem(id=f"p{i}", question=f"question {i} about apples and trains"
 def test_gradients_reach_every_trainable_tensor(cls):
     learner = cls(NAMES, seed=0)
     optimizer = torch.optim.Adam(learner.parameters(), lr=0.01)
-    record = learner.train_step(PROBLEMS, _reward, 6, 0.01, optimizer)
+    record = train_step(learner, PROBLEMS, _reward, 6, 0.01, optimizer)
     params = dict(learner.named_parameters())
     assert params
     for name, p in params.items():
@@ -119,7 +120,7 @@ def test_best_is_deterministic_and_survives_save_and_load(tmp_path: Path):
     assert isinstance(loaded, HypergraphGenerator) and loaded.k == 2
     assert loaded.best(query) == gen.best(query)
     prune = AgentPruneGenerator(NAMES, prune_every=1, prune_fraction=0.5)
-    prune.train_step(PROBLEMS, _reward, 4, 0.01, torch.optim.Adam(prune.parameters(), lr=0.01))
+    train_step(prune, PROBLEMS, _reward, 4, 0.01, torch.optim.Adam(prune.parameters(), lr=0.01))
     assert prune.pruned == 5  # half of the 10 edges, the cap
     reloaded = TopologyLearner.load(prune.save(tmp_path / "prune.json"))
     assert reloaded.pruned == 5 and reloaded.best("x") == prune.best("x")
@@ -132,11 +133,13 @@ def test_best_is_deterministic_and_survives_save_and_load(tmp_path: Path):
 
 def test_fit_improves_utility_on_a_simple_reward():
     gen = HypergraphGenerator(NAMES, seed=0)
-    history = gen.fit(PROBLEMS * 4, reward=_reward, samples_per_query=8, token_penalty=0.02, epochs=6, batch=3, lr=0.01)
+    history = fit(
+        gen, PROBLEMS * 4, reward=_reward, samples_per_query=8, token_penalty=0.02, epochs=6, batch=3, lr=0.01
+    )
     first, last = history[:5], history[-5:]
     assert sum(r["utility"] for r in last) / 5 > sum(r["utility"] for r in first) / 5
     with pytest.raises(ConfigError, match="samples_per_query must be >= 2"):
-        gen.fit(PROBLEMS, reward=_reward, samples_per_query=1)
+        fit(gen, PROBLEMS, reward=_reward, samples_per_query=1)
 
 
 def test_builtin_hyperagent_team_runs_a_generated_hypergraph(data_dir):

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from hyperteam.agents._numbers import normalize_number
 from hyperteam.errors import ConfigError
 from hyperteam.evals import datasets
-from hyperteam.evals._numbers import normalize_number
+from hyperteam.models.tokenizer import count_message_tokens, count_tokens, truncate_tokens
 from hyperteam.models.types import ChatModel, ChatRequest
 from hyperteam.testing.sim import LatencyModel, SimBrain, SimModel
-from hyperteam.testing.sim.tokenizer import count_message_tokens, count_tokens, truncate_tokens
 
 
 @pytest.fixture

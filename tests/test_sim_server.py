@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from hyperteam.testing.sim import LatencyModel, SimBrain, SimServer, start_sim_subprocess, stop_sim_subprocess
-from hyperteam.testing.sim.tokenizer import count_message_tokens, count_tokens
+from hyperteam.models.tokenizer import count_message_tokens, count_tokens
 from tests.conftest import DATA_DIR
 
 QUESTION = "A farmer has 12 cows and buys 30 more. How many cows does the farmer have?"

@@ -100,9 +100,9 @@ def test_several_urls_make_a_spread_model():
 
 
 async def test_eval_over_three_replicas_survives_one_stopped_mid_run(data_dir, monkeypatch: pytest.MonkeyPatch):
+    from hyperteam.backends.vllm import ServerGroup, VLLMOptions
     from hyperteam.evals import datasets
     from hyperteam.evals.runner import evaluate
-    from hyperteam.serve.vllm import ServerGroup, VLLMOptions
     from hyperteam.topologies import load_team
 
     options = VLLMOptions(vllm_bin=STANDIN, replicas=3, api_key="k", extra_args=("--latency-ms", "60"))

@@ -17,9 +17,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from hyperteam.backends.vllm import ServerStartError, VLLMOptions, VLLMServer
+from hyperteam.backends.vllm._process import wait_gone
 from hyperteam.errors import ConfigError
-from hyperteam.serve.vllm import ServerStartError, VLLMOptions, VLLMServer
-from hyperteam.serve.vllm._process import wait_gone
 
 STANDIN = f"{sys.executable} -m hyperteam.testing.vllm_standin"
 
@@ -134,7 +134,7 @@ def test_several_models_and_replicas_then_no_orphans_after_the_parent_is_killed(
         textwrap.dedent(
             f"""
             import time
-            from hyperteam.serve.vllm import ServerGroup, VLLMOptions, VLLMServer
+            from hyperteam.backends.vllm import ServerGroup, VLLMOptions, VLLMServer
             options = VLLMOptions(vllm_bin={STANDIN!r}, replicas=2, gpu_memory_utilization=0.3)
             group = ServerGroup("Org/A", options).start()
             other = VLLMServer("Org/B", VLLMOptions(vllm_bin={STANDIN!r}, gpu_memory_utilization=0.4)).start()

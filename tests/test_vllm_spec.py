@@ -10,11 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from hyperteam.backends.vllm import ManagedModel
+from hyperteam.backends.vllm._process import wait_gone
 from hyperteam.cli import main as cli_main
 from hyperteam.errors import ConfigError
 from hyperteam.models import ChatRequest, EndpointModel, Runtime
-from hyperteam.serve.vllm import ManagedModel
-from hyperteam.serve.vllm._process import wait_gone
 
 STANDIN = f"{sys.executable} -m hyperteam.testing.vllm_standin"
 
@@ -89,7 +89,7 @@ def test_json_schema_is_sent_as_structured_outputs_to_vllm_and_response_format_t
 
 
 async def test_n_samples_with_a_seed_come_back_from_one_request(standin: Path):
-    from hyperteam.serve.vllm import VLLMOptions, VLLMServer
+    from hyperteam.backends.vllm import VLLMOptions, VLLMServer
 
     server = VLLMServer("Org/Model", VLLMOptions())
     await asyncio.to_thread(lambda: server.start().wait_ready(30))
@@ -108,7 +108,7 @@ async def test_n_samples_with_a_seed_come_back_from_one_request(standin: Path):
 async def test_a_managed_server_that_fails_to_start_fails_every_call_with_its_log(
     standin: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from hyperteam.serve.vllm import ServerStartError
+    from hyperteam.backends.vllm import ServerStartError
 
     monkeypatch.setenv("HYPERTEAM_STANDIN_FAIL", "No CUDA GPUs are available")
     async with Runtime() as rt:

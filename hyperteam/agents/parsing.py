@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-from hyperteam.evals._numbers import normalize_number
+from hyperteam.agents._numbers import normalize_number
 
 _STRICT = (
     re.compile(r"#### (\-?[0-9\.\,]+)"),

@@ -20,7 +20,7 @@ from typing import Any
 from hyperteam.errors import ConfigError
 from hyperteam.evals.datasets import load
 from hyperteam.models.runtime import Runtime
-from hyperteam.testing.sim.tokenizer import message_tokens
+from hyperteam.models.tokenizer import message_tokens
 from hyperteam.topologies.builtin import BUILTIN_TEAMS
 from hyperteam.topologies.io import load_team
 

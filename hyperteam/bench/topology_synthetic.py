@@ -108,7 +108,7 @@ class SyntheticReward:
         self._index = {name: i for i, (name, _) in enumerate(AGENTS)}
 
     def __call__(self, problems: Any, topologies: list[list[list[list[str]]]]) -> list[list[Any]]:
-        from hyperteam.topologies.learned.reward import Outcome
+        from hyperteam.optim.topology.reward import Outcome
 
         out = []
         for problem, hs in zip(problems, topologies, strict=True):
@@ -138,6 +138,7 @@ def train(
     import torch
 
     from hyperteam.agents.agent import Agent
+    from hyperteam.optim.topology.reinforce import train_step
     from hyperteam.topologies.learned import LEARNERS as KINDS
 
     learner = KINDS[name]([Agent(name=n, role=r) for n, r in AGENTS], seed=seed)
@@ -148,7 +149,7 @@ def train(
     reached: int | None = None
     started = time.perf_counter()
     for step in range(1, steps + 1):
-        learner.train_step(rng.sample(train_set, BATCH), reward, 10, TOKEN_PENALTY, optimizer)
+        train_step(learner, rng.sample(train_set, BATCH), reward, 10, TOKEN_PENALTY, optimizer)
         if reached is None and step % eval_every == 0 and fraction(learner, test_set) >= target:
             reached = step
     return {

@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     if args.problems < 1 or args.concurrency < 1:
         raise ConfigError("--problems and --concurrency must be >= 1")
 
-    from hyperteam.serve.vllm import VLLMOptions, VLLMServer
+    from hyperteam.backends.vllm import VLLMOptions, VLLMServer
 
     options = VLLMOptions(
         served_model_name=Path(args.model_dir).name or args.model_dir,

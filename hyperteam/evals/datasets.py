@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from hyperteam.errors import ConfigError
-from hyperteam.evals._numbers import normalize_number
+from hyperteam.agents._numbers import normalize_number
 
 __all__ = ["SUITES", "Problem", "load", "load_file", "splits", "suite_path"]
 

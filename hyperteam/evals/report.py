@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hyperteam.agents._numbers import normalize_number
 from hyperteam.errors import ConfigError
 from hyperteam.evals._html import SIMULATED_BANNER, num, pct, pct_ci, problems_text, render_html
-from hyperteam.evals._numbers import normalize_number
 from hyperteam.evals.store import ResultRow, ResultStore
 
 _Z95 = 1.959963984540054  # the two-sided 95% quantile of the standard normal

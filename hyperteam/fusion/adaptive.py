@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from pydantic import Field, field_validator
 
+from hyperteam.agents._numbers import normalize_number
 from hyperteam.agents.messages import AgentOutput, TraceEvent
-from hyperteam.evals._numbers import normalize_number
 from hyperteam.fusion.base import Fusion, FusionContext, FusionResult
 from hyperteam.fusion.vote import first_with, is_tie, no_answer, voters, weighted_plurality
 from hyperteam.models.types import Usage

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hyperteam.errors import ConfigError
@@ -14,6 +15,18 @@ if TYPE_CHECKING:
 
 SPEC_FORMS = "openai:MODEL, http://HOST:PORT/v1#NAME, vllm:ORG/MODEL, sim:ACCURACY"
 _URL = re.compile(r"^https?://[^\s#]+(#.+)?$")
+
+ServerFactory = Callable[[str, "Runtime"], ChatModel]
+_SERVER_SCHEMES: dict[str, ServerFactory] = {}
+
+
+def register_scheme(prefix: str, factory: ServerFactory) -> None:
+    """Lets a model-server backend own a spec prefix (``vllm:``): ``factory(rest, runtime)`` makes the model.
+
+    Backends (:mod:`hyperteam.backends`) register themselves when hyperteam is
+    imported, so the client never imports the code that starts servers.
+    """
+    _SERVER_SCHEMES[prefix] = factory
 
 
 def resolve(spec: str | ChatModel | None, *, runtime: Runtime | None = None) -> ChatModel:
@@ -30,7 +43,8 @@ def resolve(spec: str | ChatModel | None, *, runtime: Runtime | None = None) -> 
     Several URLs before ``#NAME`` (``http://a:8000/v1,http://b:8000/v1#NAME``) are
     replicas of one model; requests are spread over them (:class:`SpreadModel`).
     ``vllm:`` takes options as a query: ``vllm:ORG/MODEL?replicas=2&max_num_seqs=128``
-    (see :class:`hyperteam.serve.vllm.VLLMOptions`). Objects that already are
+    (see :class:`hyperteam.backends.vllm.VLLMOptions`; backends register their prefixes
+    with :func:`register_scheme`). Objects that already are
     chat models (test doubles) pass through.
 
     Raises:
@@ -93,10 +107,8 @@ def resolve(spec: str | ChatModel | None, *, runtime: Runtime | None = None) -> 
         if not 0.0 <= accuracy <= 1.0:
             raise ConfigError(f"bad simulated model spec {spec!r}: accuracy must be within [0, 1]")
         return SimModel(accuracy, name=spec)
-    if prefix == "vllm" and sep and rest:
-        from hyperteam.serve.vllm.managed import managed_model
-
-        return managed_model(rest, runtime=runtime)
+    if prefix in _SERVER_SCHEMES and sep and rest:
+        return _SERVER_SCHEMES[prefix](rest, runtime)
     if spec in ("scripted", "function"):
         raise ConfigError(
             f"{spec!r} is a test double: pass hyperteam.testing.{spec.capitalize()}Model(...) as the model object"

@@ -57,12 +57,12 @@ Choices the paper leaves open, and what hyperteam does:
 from hyperteam.optim.cost import CostEstimate, estimate
 from hyperteam.optim.loss import EvaluatorLoss, Example, Gradients, Loss
 from hyperteam.optim.optimizer import PatchRecord, TextualGradientDescent
-from hyperteam.optim.parameters import Parameter, named_parameters
 from hyperteam.optim.patch import Patch, apply_patch, parse_patch
 from hyperteam.optim.pool import LayerPool, Variant, assemble
-from hyperteam.optim.refine import refine_output
 from hyperteam.optim.report import write_report
 from hyperteam.optim.trainer import Trainer
+from hyperteam.topologies.parameters import Parameter, named_parameters
+from hyperteam.topologies.refine import refine_output
 
 __all__ = [
     "CostEstimate",

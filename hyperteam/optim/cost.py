@@ -69,7 +69,7 @@ def estimate(
     team: LayeredTeam, sample_question: str, *, train: int, val: int, batch: int, val_batch: int
 ) -> CostEstimate:
     """The estimate for ``train``/``val`` problems, ``batch`` per step, on a team like ``team``."""
-    from hyperteam.testing.sim.tokenizer import count_message_tokens  # the approximate tokenizer, no downloads
+    from hyperteam.models.tokenizer import count_message_tokens  # the approximate tokenizer, no downloads
 
     per_problem = team_calls_per_problem(team)
     agent = team.layers[0].agents[0]

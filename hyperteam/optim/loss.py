@@ -26,11 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hyperteam.agents._calls import ask, between, clip
 from hyperteam.agents.messages import TraceEvent
 from hyperteam.errors import ConfigError
 from hyperteam.models.runtime import Runtime
 from hyperteam.models.types import ChatModel, Usage
-from hyperteam.optim._calls import ask, between, clip
 
 if TYPE_CHECKING:
     from hyperteam.topologies.layered import LayeredTeam

@@ -23,11 +23,11 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from hyperteam.agents._calls import ask, clip
 from hyperteam.agents.messages import TraceEvent
 from hyperteam.errors import ConfigError, ModelError, ParseError
 from hyperteam.models.runtime import Runtime
 from hyperteam.models.types import ChatModel, Usage
-from hyperteam.optim._calls import ask, clip
 from hyperteam.optim.patch import Patch, apply_patch, copy_spec, parse_patch
 from hyperteam.topologies.io import team_from_dict
 from hyperteam.topologies.layered import LayeredTeam

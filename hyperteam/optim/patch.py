@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hyperteam.agents._calls import between
 from hyperteam.errors import ConfigError, ParseError
-from hyperteam.optim._calls import between
 
 _TEXT = 2000  # longest role or instructions an update may write
 

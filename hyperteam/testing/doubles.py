@@ -11,8 +11,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 
 from hyperteam.errors import HyperteamError
+from hyperteam.models.tokenizer import count_message_tokens, count_tokens
 from hyperteam.models.types import ChatRequest, ChatResult, Completion, Usage
-from hyperteam.testing.sim.tokenizer import count_message_tokens, count_tokens
 
 
 class ScriptError(AssertionError):

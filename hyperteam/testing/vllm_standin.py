@@ -29,10 +29,10 @@ from collections.abc import Sequence
 
 import orjson
 
+from hyperteam.models.tokenizer import count_tokens
 from hyperteam.testing.sim._http import Connection, error_body, response
 from hyperteam.testing.sim.brain import SimBrain
 from hyperteam.testing.sim.server import SimServer
-from hyperteam.testing.sim.tokenizer import count_tokens
 
 _BLOCK_CHARS = 64  # about 16 tokens, vLLM's default block size
 

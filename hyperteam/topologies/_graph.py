@@ -70,7 +70,7 @@ def _layer_node(layer: Layer) -> Any:
         fusion = layer.fusion_impl
         routed: list[TraceEvent] = []
         if layer.router == "llm" and layer.candidates:
-            from hyperteam.optim.router import route  # only teams that route pay for the import
+            from hyperteam.topologies.router import route  # only teams that route pay for the import
 
             fusion, routed = await route(layer, task, layer_input, ctx)
         logprobs = fusion.needs_logprobs
@@ -100,7 +100,7 @@ def _layer_node(layer: Layer) -> Any:
         ctx.emit(events[-1])
         final = fused.output
         if layer.refine:
-            from hyperteam.optim.refine import refine_output
+            from hyperteam.topologies.refine import refine_output
 
             final, extra = await refine_output(
                 task, final, ctx, rounds=layer.refine, where=layer.name, model=layer.agents[0].model

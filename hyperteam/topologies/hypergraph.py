@@ -38,6 +38,10 @@ def _check_hyperedge(members: list[str], info: ValidationInfo) -> list[str]:
     return members
 
 
+Hyperedges = list[list[str]]
+"""A communication structure: groups of agent names that see each other's outputs."""
+
+
 class HypergraphTeam(Team):
     """Agents that exchange outputs along hyperedges for a few rounds, then fuse (HyperAgent).
 

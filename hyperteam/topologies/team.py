@@ -74,7 +74,7 @@ class Team(BaseModel):
         started = time.perf_counter()
         result = await self._execute(task, ctx)
         if self.refine:
-            from hyperteam.optim.refine import refine_result
+            from hyperteam.topologies.refine import refine_result
 
             result = await refine_result(task, result, ctx, rounds=self.refine, where=self.name)
         result.wall_s = time.perf_counter() - started
@@ -94,9 +94,9 @@ class Team(BaseModel):
     def named_parameters(self) -> list[tuple[str, Any]]:
         """Every trainable text (roles, instructions, aggregator choices) as ``(name, Parameter)``.
 
-        See :mod:`hyperteam.optim.parameters`.
+        See :mod:`hyperteam.topologies.parameters`.
         """
-        from hyperteam.optim.parameters import named_parameters
+        from hyperteam.topologies.parameters import named_parameters
 
         return named_parameters(self)
 
@@ -110,7 +110,7 @@ class Team(BaseModel):
         Raises:
             ConfigError: with ``strict``, a missing or unknown name; any invalid value.
         """
-        from hyperteam.optim.parameters import load_state_dict
+        from hyperteam.topologies.parameters import load_state_dict
 
         load_state_dict(self, state, strict=strict)
 

@@ -13,6 +13,7 @@ Example:
     True
 """
 
+from hyperteam.models.tokenizer import count_message_tokens, count_tokens
 from hyperteam.testing.sim.brain import SimBrain
 from hyperteam.testing.sim.model import LatencyModel, SimModel, brain_for
 from hyperteam.testing.sim.server import (
@@ -21,7 +22,6 @@ from hyperteam.testing.sim.server import (
     start_sim_subprocess,
     stop_sim_subprocess,
 )
-from hyperteam.testing.sim.tokenizer import count_message_tokens, count_tokens
 
 __all__ = [
     "FAULT_KINDS",

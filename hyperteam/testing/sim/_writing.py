@@ -10,8 +10,8 @@ import re
 from collections.abc import Sequence
 from decimal import Decimal
 
-from hyperteam.evals._numbers import normalize_number
-from hyperteam.testing.sim.tokenizer import count_tokens
+from hyperteam.agents._numbers import normalize_number
+from hyperteam.models.tokenizer import count_tokens
 
 # Unsigned on purpose: word problems state amounts, and a simpler pattern
 # scans long prompts several times faster.

@@ -19,9 +19,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from hyperteam.agents._numbers import normalize_number
 from hyperteam.errors import ConfigError
 from hyperteam.evals import datasets
-from hyperteam.evals._numbers import normalize_number
+from hyperteam.models.tokenizer import message_text
 from hyperteam.testing.sim._writing import (
     Rolls,
     chain_of_thought,
@@ -30,7 +31,6 @@ from hyperteam.testing.sim._writing import (
     pick_wrong,
     wrong_options,
 )
-from hyperteam.testing.sim.tokenizer import message_text
 
 __all__ = ["SimBrain"]
 
@@ -190,8 +190,8 @@ class SimBrain:
         full = "\n".join(texts)
         if texts and "[[optim:" in texts[-1]:
             # The optimizer's prompts (hyperteam/prompts/optim.yaml) want gradients, patches,
-            # routes and critiques, not solutions; see hyperteam.optim._simulated.
-            from hyperteam.optim._simulated import MARKER, respond_optim
+            # routes and critiques, not solutions; see hyperteam.testing.sim.optim_replies.
+            from hyperteam.testing.sim.optim_replies import MARKER, respond_optim
 
             found = MARKER.search(texts[-1])
             if found is not None:

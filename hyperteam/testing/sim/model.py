@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from hyperteam.errors import ConfigError
+from hyperteam.models.tokenizer import count_message_tokens, count_tokens, truncate_tokens
 from hyperteam.models.types import ChatRequest, ChatResult, Completion, Usage
 from hyperteam.testing.sim.brain import SimBrain
-from hyperteam.testing.sim.tokenizer import count_message_tokens, count_tokens, truncate_tokens
 
 __all__ = ["LatencyModel", "SimModel", "brain_for"]
 

@@ -33,6 +33,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from hyperteam.errors import ConfigError
+from hyperteam.models.tokenizer import count_message_tokens
 from hyperteam.models.types import ChatRequest
 from hyperteam.testing.sim._http import Connection, error_body, response
 from hyperteam.testing.sim._process import start_sim_subprocess, stop_sim_subprocess
@@ -40,7 +41,6 @@ from hyperteam.testing.sim._stream import Stream
 from hyperteam.testing.sim._wire import HEALTH_BODY, MODELS_BODY, Request, completion_body, invalid
 from hyperteam.testing.sim.brain import SimBrain
 from hyperteam.testing.sim.model import LatencyModel, complete
-from hyperteam.testing.sim.tokenizer import count_message_tokens
 
 __all__ = ["FAULT_KINDS", "SimServer", "start_sim_subprocess", "stop_sim_subprocess"]
 
@@ -217,7 +217,7 @@ class SimServer:
 
     def _embeddings(self, conn: Connection, body: bytes) -> None:
         # Deterministic hashing vectors (hyperteam.topologies.embed), answered at once, no faults.
-        from hyperteam.testing.sim.tokenizer import count_tokens
+        from hyperteam.models.tokenizer import count_tokens
         from hyperteam.topologies.embed import hash_embed
 
         try:

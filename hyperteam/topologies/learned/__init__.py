@@ -21,8 +21,6 @@ _NAMES = {
     "LEARNERS": "generator",
     "load_generator": "generator",
     "AgentPruneGenerator": "agentprune",
-    "Outcome": "reward",
-    "TeamReward": "reward",
     "LearnedHypergraphTeam": "team",
     "LearnedTopology": "team",
 }

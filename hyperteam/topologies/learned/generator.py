@@ -1,10 +1,10 @@
-"""What every topology learner shares: sampling, REINFORCE training, saving and loading.
+"""What every topology learner shares: sampling, saving and loading.
 
 Every learner is a policy over communication structures for a query. It
 ``sample``s a structure (a list of hyperedges over agent names) with its
-log-probability, gives a deterministic ``best`` one for evaluation, and
-``fit``s by REINFORCE with a batch-mean baseline on
-utility = correct − λ · tokens, plus its regularisers. ``save`` writes plain
+log-probability and gives a deterministic ``best`` one for evaluation.
+Training (REINFORCE on utility = correct − λ · tokens, plus the learner's
+regularisers) lives with the other trainers, in :mod:`hyperteam.optim.topology`. ``save`` writes plain
 JSON (no pickle); :func:`load_generator` reads any learner back. The
 learners themselves: :mod:`.hyperagent` (HyperAgent, G-Designer) and
 :mod:`.agentprune`.
@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,10 +22,9 @@ import torch
 
 from hyperteam.agents.agent import Agent
 from hyperteam.errors import ConfigError
-from hyperteam.evals.datasets import Problem
 from hyperteam.topologies.embed import Embedder, HashingEmbedder, embedder_from_config
+from hyperteam.topologies.hypergraph import Hyperedges
 from hyperteam.topologies.learned.layers import bernoulli_log_prob
-from hyperteam.topologies.learned.reward import Hyperedges, Outcome, Reward, TeamReward
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ def agent_text(agent: Agent) -> str:
 
 
 class TopologyLearner(torch.nn.Module):
-    """What the learners share: agents, embeddings, sampling, REINFORCE training, saving.
+    """What the learners share: agents, embeddings, sampling, saving.
 
     Subclasses give ``_policy`` (edge probabilities and a regulariser for a
     query), ``_mask`` (which entries are sampled) and ``_structure`` (the
@@ -122,95 +120,6 @@ class TopologyLearner(torch.nn.Module):
         log_prob = bernoulli_log_prob(chosen, probs, mask)
         detached = probs.detach()
         return [self._names(self._structure(c, p)) for c, p in zip(chosen, detached, strict=True)], log_prob, reg
-
-    def fit(
-        self,
-        train_suite: Sequence[Problem],
-        *,
-        reward: Reward | None = None,
-        samples_per_query: int = 10,
-        token_penalty: float = 1e-5,
-        epochs: int = 1,
-        batch: int = 8,
-        lr: float = 0.01,
-        model: Any = None,
-        rounds: int = 3,
-        fusion: str | dict[str, Any] = "majority_vote",
-        concurrency: int = 32,
-        on_step: Callable[[dict[str, Any]], None] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Trains by REINFORCE on utility = correct − ``token_penalty`` · tokens.
-
-        Loss per problem: −mean((u − mean u) · log p(topology)) over its M
-        samples, plus the learner's regularisers (for the encoded learners:
-        KL, nuclear-norm sparsity, anchor penalty, minus an entropy bonus).
-
-        Args:
-            train_suite: the training problems.
-            reward: judges sampled topologies; default: run a HypergraphTeam of
-                these agents on each (``model``, ``rounds``, ``fusion``, ``concurrency``).
-            samples_per_query: M hypergraphs sampled per problem; their mean
-                utility is the baseline.
-            token_penalty: λ, utility lost per token.
-            epochs: passes over ``train_suite``.
-            batch: problems per update.
-            lr: Adam's learning rate.
-            on_step: called with each step's record.
-
-        Returns:
-            One record per step: ``step``, ``utility``, ``accuracy``,
-            ``tokens_per_query``, ``hyperedges_per_query``, ``loss``, ``seconds``.
-        """
-        if samples_per_query < 2:
-            raise ConfigError(f"samples_per_query must be >= 2 (the baseline is their mean), got {samples_per_query}")
-        if epochs < 1 or batch < 1 or not train_suite:
-            raise ConfigError("fit needs epochs >= 1, batch >= 1 and at least one problem")
-        if reward is None:
-            reward = TeamReward(self.agents, rounds=rounds, fusion=fusion, model=model, concurrency=concurrency)
-        optimizer = torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=lr)
-        history: list[dict[str, Any]] = []
-        problems = list(train_suite)
-        for _ in range(epochs):
-            order = torch.randperm(len(problems), generator=self._rng).tolist()
-            for start in range(0, len(problems), batch):
-                chunk = [problems[i] for i in order[start : start + batch]]
-                record = self.train_step(chunk, reward, samples_per_query, token_penalty, optimizer)
-                history.append(record)
-                if on_step is not None:
-                    on_step(record)
-        return history
-
-    def train_step(
-        self, problems: Sequence[Problem], reward: Reward, samples: int, token_penalty: float, optimizer: Any
-    ) -> dict[str, Any]:
-        """One REINFORCE update on a batch of problems; returns the step's record."""
-        started = time.perf_counter()
-        draws = [self._draw(p.question, samples) for p in problems]
-        outcomes: list[list[Outcome]] = reward(problems, [d[0] for d in draws])
-        loss = torch.zeros(())
-        utilities: list[float] = []
-        for (_, log_prob, reg), outs in zip(draws, outcomes, strict=True):
-            u = torch.tensor([o.correct - token_penalty * o.tokens for o in outs])
-            utilities.extend(u.tolist())
-            loss = loss - ((u - u.mean()) * log_prob).mean() + reg
-        loss = loss / len(problems)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        self.after_step()
-        self.steps += 1
-        flat = [o for outs in outcomes for o in outs]
-        edges = [len(s) for d in draws for s in d[0]]
-        log.debug("%s step %d: loss %.4f over %d problems", self.learner, self.steps, loss.item(), len(problems))
-        return {
-            "step": self.steps,
-            "utility": sum(utilities) / len(utilities),
-            "accuracy": sum(o.correct for o in flat) / len(flat),
-            "tokens_per_query": sum(o.tokens for o in flat) / len(flat),
-            "hyperedges_per_query": sum(edges) / len(edges),
-            "loss": float(loss.detach()),
-            "seconds": round(time.perf_counter() - started, 4),
-        }
 
     def after_step(self) -> None:
         """Hook after each update (AgentPrune prunes here)."""

@@ -19,6 +19,7 @@ import torch
 from hyperteam.agents.agent import Agent
 from hyperteam.errors import ConfigError
 from hyperteam.topologies.embed import Embedder
+from hyperteam.topologies.hypergraph import Hyperedges
 from hyperteam.topologies.learned.generator import TopologyLearner, agent_text
 from hyperteam.topologies.learned.layers import (
     AffinityDecoder,
@@ -32,7 +33,6 @@ from hyperteam.topologies.learned.layers import (
     nuclear_penalty,
     sample_partners,
 )
-from hyperteam.topologies.learned.reward import Hyperedges
 
 _FILLER = (
     "how many much each per day week total left after buys sells costs dollars apples eggs train miles hours "
@@ -143,7 +143,7 @@ class HypergraphGenerator(_EncodedLearner):
 
     Example:
         >>> gen = HypergraphGenerator(["a", "b", "c", "d"], k=2, seed=0)
-        >>> history = gen.fit(problems, reward=my_reward, samples_per_query=10)  # doctest: +SKIP
+        >>> history = ht.optim.topology.fit(gen, problems, reward=my_reward, samples_per_query=10)  # doctest: +SKIP
         >>> gen.best("How many eggs ...?")  # doctest: +SKIP
         [['a', 'b', 'c'], ['c', 'd']]
     """

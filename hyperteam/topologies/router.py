@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from hyperteam.agents._calls import ask
 from hyperteam.agents.messages import TraceEvent
 from hyperteam.errors import ModelError
 from hyperteam.fusion import Fusion, get_fusion
 from hyperteam.fusion._parse import parse_index, tagged_line
 from hyperteam.models.types import Usage
-from hyperteam.optim._calls import ask
 
 if TYPE_CHECKING:
     from hyperteam.topologies.layered import Layer

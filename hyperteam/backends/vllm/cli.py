@@ -67,9 +67,9 @@ def main(args: argparse.Namespace) -> int:
     Raises:
         ConfigError: a bad option (one line, exit 2).
     """
-    from hyperteam.serve.vllm.launcher import ServerStartError
-    from hyperteam.serve.vllm.managed import ServerGroup
-    from hyperteam.serve.vllm.options import VLLMOptions
+    from hyperteam.backends.vllm.launcher import ServerStartError
+    from hyperteam.backends.vllm.managed import ServerGroup
+    from hyperteam.backends.vllm.options import VLLMOptions
 
     args, extra = _split(args)
     if args.port is not None and not 0 < args.port < 65536:

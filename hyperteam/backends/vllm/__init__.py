@@ -6,13 +6,13 @@ on them. vLLM itself is the ``vllm`` extra (``pip install 'hyperteam[vllm]'``)
 and needs a GPU; ``hyperteam.testing.vllm_standin`` stands in for it in tests.
 
 Example:
-    >>> from hyperteam.serve.vllm import VLLMOptions, VLLMServer
+    >>> from hyperteam.backends.vllm import VLLMOptions, VLLMServer
     >>> with VLLMServer("Qwen/Qwen2.5-7B-Instruct", VLLMOptions(max_num_seqs=128)) as server:  # doctest: +SKIP
     ...     print(server.spec)
 """
 
-from hyperteam.serve.vllm.launcher import ServerStartError, VLLMServer
-from hyperteam.serve.vllm.managed import ManagedModel, ServerGroup
-from hyperteam.serve.vllm.options import VLLMOptions
+from hyperteam.backends.vllm.launcher import ServerStartError, VLLMServer
+from hyperteam.backends.vllm.managed import ManagedModel, ServerGroup
+from hyperteam.backends.vllm.options import VLLMOptions
 
 __all__ = ["ManagedModel", "ServerGroup", "ServerStartError", "VLLMOptions", "VLLMServer"]

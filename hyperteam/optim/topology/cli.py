@@ -83,7 +83,7 @@ def baselines(team: Any) -> dict[str, Any]:
 
 def _evaluate(team: Any, problems: list[Any], model: Any, concurrency: int) -> dict[str, Any]:
     from hyperteam.evals.runner import evaluate
-    from hyperteam.topologies.learned.report import eval_summary
+    from hyperteam.optim.topology.report import eval_summary
 
     return eval_summary(asyncio.run(evaluate(team, problems, model=model, concurrency=concurrency)))
 
@@ -95,8 +95,8 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
 
     require_torch().set_num_threads(1)  # the generator is tiny: threads only add overhead
     from hyperteam.models.spec import is_simulated
+    from hyperteam.optim.topology.report import comparison_table, write_report
     from hyperteam.topologies import load_team
-    from hyperteam.topologies.learned.report import comparison_table, write_report
     from hyperteam.topologies.learned.team import LearnedHypergraphTeam
 
     team = load_team(args.team)
@@ -125,8 +125,10 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
             f"tokens/query {r['tokens_per_query']:.0f}, hyperedges/query {r['hyperedges_per_query']:.2f}"
         )
 
-    steps = learner.fit(
-        train, samples_per_query=args.samples_per_query, token_penalty=penalty, epochs=args.epochs,
+    from hyperteam.optim.topology.reinforce import fit
+
+    steps = fit(
+        learner, train, samples_per_query=args.samples_per_query, token_penalty=penalty, epochs=args.epochs,
         batch=args.batch, model=model, rounds=team.rounds, fusion=team.fusion, concurrency=args.concurrency,
         on_step=on_step,
     )  # fmt: skip

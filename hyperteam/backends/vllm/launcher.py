@@ -24,9 +24,9 @@ from pathlib import Path
 
 import orjson
 
+from hyperteam.backends.vllm._process import free_port, spawn, stop_group, tail
+from hyperteam.backends.vllm.options import VLLMOptions
 from hyperteam.errors import HyperteamError
-from hyperteam.serve.vllm._process import free_port, spawn, stop_group, tail
-from hyperteam.serve.vllm.options import VLLMOptions
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import secrets
 import threading
 from typing import TYPE_CHECKING
 
+from hyperteam.backends.vllm.launcher import ServerStartError, VLLMServer
+from hyperteam.backends.vllm.options import VLLMOptions
 from hyperteam.errors import ConfigError
 from hyperteam.models.types import ChatModel, ChatRequest, ChatResult
-from hyperteam.serve.vllm.launcher import ServerStartError, VLLMServer
-from hyperteam.serve.vllm.options import VLLMOptions
 
 if TYPE_CHECKING:
     from hyperteam.models.runtime import Runtime

@@ -18,8 +18,8 @@ from hyperteam.agents.parsing import extract_strict
 from hyperteam.errors import HyperteamError
 from hyperteam.evals.datasets import Problem
 from hyperteam.models.runtime import Runtime
+from hyperteam.topologies.hypergraph import Hyperedges
 
-Hyperedges = list[list[str]]
 Reward = Callable[[Sequence[Problem], list[list[Hyperedges]]], list[list["Outcome"]]]
 
 

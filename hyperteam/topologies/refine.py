@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from hyperteam.agents._calls import ask
 from hyperteam.agents.messages import AgentOutput, TraceEvent
 from hyperteam.errors import ModelError
 from hyperteam.fusion._parse import tagged_line
 from hyperteam.models.types import Usage
-from hyperteam.optim._calls import ask
 from hyperteam.topologies.result import total_usage
 
 if TYPE_CHECKING:

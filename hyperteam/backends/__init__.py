@@ -1,0 +1,26 @@
+"""Model servers that hyperteam starts and stops: vLLM on GPUs (:mod:`.vllm`).
+
+Each backend owns a model-spec prefix (``vllm:ORG/MODEL``), registered here
+with :func:`hyperteam.models.spec.register_scheme` when hyperteam is
+imported; the backend's own code is imported only when such a spec is
+resolved, so ``import hyperteam`` starts nothing and imports no server code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hyperteam.models.spec import register_scheme
+
+if TYPE_CHECKING:
+    from hyperteam.models.runtime import Runtime
+    from hyperteam.models.types import ChatModel
+
+
+def _vllm(rest: str, runtime: Runtime) -> ChatModel:
+    from hyperteam.backends.vllm.managed import managed_model
+
+    return managed_model(rest, runtime=runtime)
+
+
+register_scheme("vllm", _vllm)
