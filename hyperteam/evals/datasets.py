@@ -1,8 +1,16 @@
 """Math word-problem suites: GSM8K, GSM-Hard, MultiArith, the bundled ``demo``, and any JSON/JSONL file.
 
-The third-party data sets are files kept outside the project, read from
-``HYPERTEAM_DATA_DIR``. The ``demo`` suite (30 GSM8K-style problems written
-for hyperteam) ships inside the package, so an eval runs with no data at all.
+The third-party data sets are never part of the project. ``load`` finds a
+split, in this order:
+
+1. ``data_dir=`` or ``$HYPERTEAM_DATA_DIR`` when given: that folder and nothing else;
+2. hyperteam's data cache (``hub.cache_dir()``), filled by an earlier download;
+3. the Hugging Face hub, through ``huggingface_hub`` (``HF_ENDPOINT``,
+   ``HF_HOME``, ``HF_HUB_OFFLINE`` apply): the record count is checked and the
+   split cached, so the network is used once.
+
+The ``demo`` suite (30 GSM8K-style problems written for hyperteam) ships
+inside the package, so an eval runs with no data at all.
 """
 
 from __future__ import annotations
@@ -16,10 +24,11 @@ from typing import Any
 
 import orjson
 
-from hyperteam.errors import ConfigError
 from hyperteam.agents._numbers import normalize_number
+from hyperteam.errors import ConfigError
+from hyperteam.evals import hub
 
-__all__ = ["SUITES", "Problem", "load", "load_file", "splits", "suite_path"]
+__all__ = ["SUITES", "Problem", "is_available", "load", "load_file", "splits", "suite_path"]
 
 DATA_DIR_ENV = "HYPERTEAM_DATA_DIR"
 
@@ -65,15 +74,34 @@ def splits(name: str) -> tuple[str, ...]:
 
 
 def suite_path(name: str, *, split: str = "test", data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Returns the file that holds one split of a suite (it may not exist).
+    """Returns the file that holds one split of a suite (it may not exist yet).
+
+    The file under ``data_dir`` or ``$HYPERTEAM_DATA_DIR`` when either is
+    given, else the file in hyperteam's data cache.
 
     Raises:
-        ConfigError: the suite or split is unknown, or no data dir is configured.
+        ConfigError: the suite or split is unknown, or the given data dir does not exist.
     """
     files = _suite(name)
     if split not in files:
         raise ConfigError(f"suite {name!r} has no split {split!r}; it has: {', '.join(files)}")
-    return _data_dir(data_dir) / files[split][0]
+    base = _data_dir(data_dir)
+    return (base if base is not None else hub.cache_dir()) / files[split][0]
+
+
+def is_available(name: str, *, split: str = "test", data_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Whether ``load`` would find the split without the network (``demo`` always is).
+
+    Example:
+        >>> is_available("demo")
+        True
+    """
+    if name == "demo":
+        return split == "test"
+    try:
+        return suite_path(name, split=split, data_dir=data_dir).is_file()
+    except ConfigError:
+        return False
 
 
 def load(
@@ -86,17 +114,19 @@ def load(
     """Loads a suite's problems, in file order.
 
     Args:
-        name: ``gsm8k``, ``gsm-hard`` or ``multiarith``.
+        name: ``gsm8k``, ``gsm-hard``, ``multiarith`` or ``demo``.
         split: ``test`` or (gsm8k only) ``train``.
         limit: keep only the first ``limit`` problems.
-        data_dir: the folder holding the suites; defaults to ``$HYPERTEAM_DATA_DIR``.
+        data_dir: the folder holding the suites; defaults to ``$HYPERTEAM_DATA_DIR``,
+            and when neither is set, the data cache, then a download from the hub.
 
     Returns:
         The problems, with normalised gold answers.
 
     Raises:
-        ConfigError: unknown suite or split, a missing folder or file, or a
-            line that is not a valid record (the message names file and line).
+        ConfigError: unknown suite or split, a missing folder or file, offline
+            with nothing cached (one line saying what to do), or a line that
+            is not a valid record (the message names file and line).
 
     Example:
         >>> problems = load("gsm8k", split="test", limit=5)  # doctest: +SKIP
@@ -112,7 +142,9 @@ def load(
     path = suite_path(name, split=split, data_dir=data_dir)
     _, question_field, answer_field = _FILES[name][split]
     if not path.is_file():
-        raise ConfigError(f"data file not found: {path} (set {DATA_DIR_ENV} to the folder that holds {name}/)")
+        if _data_dir(data_dir) is not None:
+            raise ConfigError(f"data file not found: {path} (set {DATA_DIR_ENV} to the folder that holds {name}/)")
+        hub.fetch(name, split, dest=path, question_field=question_field, answer_field=answer_field)
     return _read(path, question_field, answer_field, prefix=f"{name}-{split}", limit=limit)
 
 
@@ -179,10 +211,11 @@ def _suite(name: str) -> dict[str, tuple[str, str, str]]:
         raise ConfigError(f"unknown suite {name!r}; known suites: {', '.join(SUITES)}") from None
 
 
-def _data_dir(data_dir: str | os.PathLike[str] | None) -> Path:
+def _data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
+    """The data dir the caller or the environment names, or None: then the cache and the hub are used."""
     raw = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
     if not raw:
-        raise ConfigError(f"no data dir: set {DATA_DIR_ENV} to the folder that holds the suites")
+        return None
     path = Path(raw).expanduser()
     if not path.is_dir():
         raise ConfigError(f"data dir not found: {path} (set {DATA_DIR_ENV} to the folder that holds the suites)")
