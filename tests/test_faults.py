@@ -54,4 +54,9 @@ def test_200_problems_under_faults_all_end_within_limits_and_deadlines(tmp_path:
     longest = max(e["queue_ms"] + e["service_ms"] for e in entries)
     assert longest <= DEADLINE_S * 1000 + 250  # hung calls were cut at the deadline
     assert any(e["status"] == "hang" for e in entries)
-    assert recovered or failed  # faults showed up somewhere the user can see them
+    # Faults reached the user with their kind: the hung calls as timeouts, in a trace or as the problem's error.
+    seen = [ev.error for ev in recovered] + [f"{f.kind}: {f}" for f in failed]
+    assert any(s.startswith("timeout: ") for s in seen)
+    kinds = {s.split(":", 1)[0] for s in seen}
+    assert kinds <= {"timeout", "connection", "bad_response", "malformed", "http_429", "http_500", "http_503"}, kinds
+    assert len(entries) > sum(r.usage.calls for r in answered)  # retried requests are in the server's log

@@ -111,12 +111,22 @@ async def test_retry_after_is_honoured(serve):
 
 
 async def test_a_hanging_server_is_cut_at_the_deadline(serve):
-    server = await serve(Server(delay=5.0))
+    # The first attempt fails after 0.3 s and the retry hangs: one deadline covers both attempts,
+    # so the call ends 0.6 s after it began, not 0.6 s after the retry began.
+    server = Server(delay=0.3)
+
+    def fail_then_hang() -> web.Response:
+        server.delay = 5.0
+        return web.Response(status=500)
+
+    server.behaviours = [fail_then_hang]
+    await serve(server)
     started = time.perf_counter()
-    with pytest.raises(ht.ModelError) as info:
-        await _model(server.url, timeout_s=0.3).chat(_request())
-    assert info.value.kind == "timeout"
-    assert time.perf_counter() - started < 0.6
+    with pytest.raises(ht.ModelError, match=r"0\.6 s deadline") as info:
+        await _model(server.url, timeout_s=0.6).chat(_request())
+    elapsed = time.perf_counter() - started
+    assert info.value.kind == "timeout" and server.hits == 2
+    assert 0.55 <= elapsed < 0.8
 
 
 async def test_an_unreachable_endpoint_fails_after_bounded_retries():

@@ -45,7 +45,7 @@ async def test_sdk_gets_the_teams_answer_with_summed_usage(data_dir):
     app = make_app()
     async with client_for(app) as client:
         completion = await sdk(app).chat.completions.create(
-            model="ann-gsm8k", messages=[{"role": "user", "content": QUESTION}]
+            model="ann-gsm8k", messages=[{"role": "user", "content": QUESTION}], n=2
         )
         assert completion.object == "chat.completion" and completion.model == "ann-gsm8k"
         assert completion.choices[0].message.content.rstrip().endswith(f"#### {GOLD}")
@@ -59,7 +59,9 @@ async def test_sdk_gets_the_teams_answer_with_summed_usage(data_dir):
             "accountant",
             "verifier",
         ]
-        assert completion.usage.total_tokens == run["usage"]["total_tokens"] > 100
+        assert len(completion.choices) == len(extra["runs"]) == 2 and run["usage"]["total_tokens"] > 100
+        for field in ("prompt_tokens", "completion_tokens", "total_tokens"):  # both runs are paid for
+            assert getattr(completion.usage, field) == sum(r["usage"][field] for r in extra["runs"])
         # The chat completion is a persisted run too.
         stored = (await client.get(f"/v1/runs/{extra['run_id']}")).json()
         assert stored["status"] == "succeeded" and stored["result"]["answer"] == GOLD

@@ -174,14 +174,15 @@ def test_max_calls_bounds_each_team_kind():
 
 async def test_fan_out_over_the_limit_is_400_before_any_call():
     model = SlowModel()
-    app = make_app({"wide": wide_team(model, agents=3)}, limits=Limits(max_fanout=10))
+    app = make_app({"wide": wide_team(model, agents=3)}, limits=Limits(max_fanout=9))  # n=3 is exactly at it
     async with client_for(app) as client:
         ok = await client.post(CHAT, json={"model": "wide", "messages": [{"role": "user", "content": "1?"}], "n": 3})
         assert ok.status_code == 200 and len(model.requests) == 9
         over = await client.post(CHAT, json={"model": "wide", "messages": [{"role": "user", "content": "1?"}], "n": 4})
         assert over.status_code == 400
         error = _error_shape(over)
-        assert error["param"] == "n" and error["code"] == "fanout_limit_exceeded" and "10" in error["message"]
+        assert error["param"] == "n" and error["code"] == "fanout_limit_exceeded"
+        assert "n=4" in error["message"] and "fan-out limit of 9 calls" in error["message"]
     assert len(model.requests) == 9
 
 

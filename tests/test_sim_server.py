@@ -181,11 +181,12 @@ async def test_request_log_lines(brain: SimBrain, tmp_path: Path) -> None:
         async with _client(server) as client:
             for seed in (1, 1, 2):
                 await client.post("/v1/chat/completions", json=_chat(seed=seed))
+            await client.post("/v1/chat/completions", json=_chat(seed=1, temperature=0.5))
             await asyncio.sleep(0.25)  # flushed within 100 ms, before close
             entries = [json.loads(line) for line in log.read_text().splitlines()]
     finally:
         await server.close()
-    assert len(entries) == 3
+    assert len(entries) == 4
     first = entries[0]
     assert set(first) == {
         "t", "key", "model", "in_flight", "status", "fault",
@@ -194,7 +195,8 @@ async def test_request_log_lines(brain: SimBrain, tmp_path: Path) -> None:
     assert first["model"] == "sim-0.8" and first["status"] == 200 and first["fault"] is None
     assert first["in_flight"] == 1 and first["completion_tokens"] > 0 and abs(first["t"] - time.time()) < 60
     assert entries[0]["key"] == entries[1]["key"] != entries[2]["key"]
-    assert len(first["key"]) == 32 and int(first["key"], 16) >= 0
+    assert entries[3]["key"] not in (entries[0]["key"], entries[2]["key"])  # the temperature is part of the key
+    assert all(len(e["key"]) == 32 and set(e["key"]) <= set("0123456789abcdef") for e in entries)
 
 
 async def _faulty(brain: SimBrain, kind: str, log: Path | None = None, latency: LatencyModel = NO_LATENCY) -> SimServer:
