@@ -37,6 +37,7 @@ def resolve(spec: str | ChatModel | None, *, runtime: Runtime | None = None) -> 
     ``http://h:8000/v1#NAME``  any OpenAI-compatible endpoint, served model NAME
     ``vllm:ORG/MODEL``        a managed vLLM server (the ``vllm`` extra, a GPU)
     ``sim:0.7``               the simulated model, correct with probability 0.7
+    ``sim:0.6?world=skills``  the simulated model in a SIMULATED world where prompts matter
     None or ``""``            ``HYPERTEAM_BASE_URL`` + ``HYPERTEAM_MODEL``
     ========================  ==================================================
 
@@ -99,14 +100,22 @@ def resolve(spec: str | ChatModel | None, *, runtime: Runtime | None = None) -> 
         from hyperteam.testing.sim.model import SimModel
 
         accuracy = 0.7
-        if sep:
+        rest, qsep, query = rest.partition("?")
+        world = None
+        if qsep:
+            key, eq, world = query.partition("=")
+            if key != "world" or not eq or not world:
+                raise ConfigError(
+                    f"bad simulated model spec {spec!r}: the only option is ?world=NAME, e.g. sim:0.6?world=skills"
+                )
+        if sep and (rest or not qsep):
             try:
                 accuracy = float(rest)
             except ValueError:
                 raise ConfigError(f"bad simulated model spec {spec!r}: expected sim:ACCURACY, e.g. sim:0.7") from None
         if not 0.0 <= accuracy <= 1.0:
             raise ConfigError(f"bad simulated model spec {spec!r}: accuracy must be within [0, 1]")
-        return SimModel(accuracy, name=spec)
+        return SimModel(accuracy, name=spec, world=world)
     if prefix in _SERVER_SCHEMES and sep and rest:
         return _SERVER_SCHEMES[prefix](rest, runtime)
     if spec in ("scripted", "function"):

@@ -31,6 +31,7 @@ from hyperteam.testing.sim._writing import (
     pick_wrong,
     wrong_options,
 )
+from hyperteam.testing.sim.worlds import Turn, World, get_world, split_world
 
 __all__ = ["SimBrain"]
 
@@ -102,6 +103,9 @@ class SimBrain:
         data_dir: where the suites are; defaults to ``$HYPERTEAM_DATA_DIR``.
             Missing suites (or no data dir at all) are skipped.
         suites: the suites whose questions the brain knows.
+        world: the SIMULATED world (:mod:`hyperteam.testing.sim.worlds`) for model
+            names that do not name their own (``sim:0.6?world=skills`` does);
+            None is the plain simulator, where prompts cannot matter.
 
     Example:
         >>> brain = SimBrain(accuracy=0.8, data_dir="/nonexistent")
@@ -118,6 +122,7 @@ class SimBrain:
         follow_majority: float = 0.8,
         data_dir: str | os.PathLike[str] | None = None,
         suites: Sequence[str] = DEFAULT_SUITES,
+        world: str | None = None,
     ) -> None:
         for label, value in (("accuracy", accuracy), ("follow_majority", follow_majority)):
             if not 0.0 <= value <= 1.0:
@@ -130,6 +135,10 @@ class SimBrain:
         self.data_dir = data_dir
         self.suites = tuple(suites)
         self._table_cache: _Table | None = None
+        if world is not None:
+            get_world(world)  # raises ConfigError naming an unknown world
+        self.world = world
+        self._worlds: dict[str, World | None] = {}
         self._accuracies: dict[str, float] = {}
         # Per known question: its numbers and its wrong answers, computed once.
         self._facts: dict[str, tuple[list[str], tuple[str, ...]]] = {}
@@ -152,11 +161,22 @@ class SimBrain:
         cached = self._accuracies.get(model)
         if cached is None:
             cached = self.accuracy
-            match = _MODEL_ACCURACY.fullmatch(model.strip())
+            match = _MODEL_ACCURACY.fullmatch(model.strip().partition("?")[0])
             if match and 0.0 <= float(match.group(1)) <= 1.0:
                 cached = float(match.group(1))
             self._accuracies[model] = cached
         return cached
+
+    def world_for(self, model: str) -> World | None:
+        """Returns the world a model name asks for (``sim:0.6?world=skills``), else the brain's own.
+
+        Raises:
+            ConfigError: the name asks for an unknown world or has another query.
+        """
+        if model not in self._worlds:
+            name = split_world(model.strip())[1] or self.world
+            self._worlds[model] = get_world(name) if name else None
+        return self._worlds[model]
 
     def respond(
         self,
@@ -168,6 +188,7 @@ class SimBrain:
         n: int = 1,
         first_index: int = 0,
         accuracy: float | None = None,
+        world: str | None = None,
     ) -> list[str]:
         """Returns ``n`` completions for a chat request.
 
@@ -180,11 +201,13 @@ class SimBrain:
             first_index: index of the first choice; callers drawing repeated
                 samples of one request pass distinct ranges.
             accuracy: overrides the accuracy the model name implies.
+            world: overrides the world the model name implies (see ``world_for``).
 
         Returns:
             ``n`` texts, each a short chain of thought ending in a ``#### N`` line.
         """
         acc = self.accuracy_for(model) if accuracy is None else accuracy
+        world = get_world(world) if world is not None else self.world_for(model)
         texts = [message_text(m) for m in messages]
         base = self._base_digest(model, messages, texts, temperature, seed)
         full = "\n".join(texts)
@@ -197,7 +220,7 @@ class SimBrain:
             if found is not None:
                 kind = found.group(1)
                 indices = range(first_index, first_index + n)
-                return [respond_optim(self, kind, full, texts[-1], base, i, acc) for i in indices]
+                return [respond_optim(self, kind, full, texts[-1], base, i, acc, world=world) for i in indices]
         known, question_at = self._find_question(full)
         candidates = [
             c
@@ -209,13 +232,24 @@ class SimBrain:
             numbers, wrong = self._facts_for(known)
         else:
             numbers, wrong = numbers_in(texts[-1] if texts else ""), ()
+        follow, overturn, shared = self.follow_majority, 0.0, None
+        if world is not None and known is not None:
+            chance = world.chance(
+                Turn(model, known.question, known.gold, texts, _after_question(full, question_at), candidates, acc)
+            )
+            acc = min(1.0, max(0.0, chance.correct))
+            follow = follow if chance.follow is None else chance.follow
+            overturn = chance.wrong_majority
+            shared = chance.draw
         out = []
         for index in range(first_index, first_index + n):
             rolls = Rolls(hashlib.blake2b(base + index.to_bytes(8, "little")).digest())
-            if majority is not None and rolls.uniform() < self.follow_majority:
+            if majority is not None and rolls.uniform() < follow:
                 answer, mode = majority, "majority"
+                if known is not None and overturn and majority == known.gold and rolls.uniform() < overturn:
+                    answer, mode = pick_wrong(wrong, rolls), "solve"  # a verifier that talks itself out of it
             elif known is not None:
-                correct = rolls.uniform() < acc
+                correct = (rolls.uniform() if shared is None else shared) < acc
                 answer = known.gold if correct else pick_wrong(wrong, rolls)
                 mode = "solve"
             else:
@@ -285,6 +319,12 @@ class SimBrain:
             numbers = numbers_in(known.question)
             facts = self._facts[known.question] = (numbers, wrong_options(known.gold, numbers, self.seed))
         return facts
+
+
+def _after_question(full: str, question_at: int) -> str:
+    """The prompt after the line that holds the problem: earlier answers, then who the agent is."""
+    end = full.find("\n", question_at)
+    return full[end + 1 :] if end >= 0 else ""
 
 
 def _find_inside(line: str, table: _Table) -> _Known | None:

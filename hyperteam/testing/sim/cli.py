@@ -53,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated fault kinds to draw from (default {','.join(FAULT_KINDS)})",
     )
     parser.add_argument(
+        "--world",
+        default=None,
+        help="a SIMULATED world where prompts and structure matter (e.g. skills); "
+        "model names like sim-0.6?world=skills choose their own (default: the plain simulator)",
+    )
+    parser.add_argument(
         "--follow-majority",
         type=float,
         default=0.8,
@@ -103,7 +109,11 @@ def _build(args: argparse.Namespace) -> tuple[SimBrain, SimServer]:
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise ConfigError(f"--data-dir: no such folder: {args.data_dir}")
     brain = SimBrain(
-        accuracy=args.accuracy, seed=args.seed, follow_majority=args.follow_majority, data_dir=args.data_dir
+        accuracy=args.accuracy,
+        seed=args.seed,
+        follow_majority=args.follow_majority,
+        data_dir=args.data_dir,
+        world=args.world,
     )
     server = SimServer(
         brain,

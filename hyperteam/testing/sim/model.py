@@ -12,6 +12,7 @@ from hyperteam.errors import ConfigError
 from hyperteam.models.tokenizer import count_message_tokens, count_tokens, truncate_tokens
 from hyperteam.models.types import ChatRequest, ChatResult, Completion, Usage
 from hyperteam.testing.sim.brain import SimBrain
+from hyperteam.testing.sim.worlds import get_world
 
 __all__ = ["LatencyModel", "SimModel", "brain_for"]
 
@@ -61,6 +62,7 @@ def complete(
     *,
     first_index: int = 0,
     accuracy: float | None = None,
+    world: str | None = None,
 ) -> list[tuple[str, int, str]]:
     """Runs the brain on a request and applies ``max_tokens``.
 
@@ -75,6 +77,7 @@ def complete(
         n=request.n,
         first_index=first_index,
         accuracy=accuracy,
+        world=world,
     )
     out = []
     for text in texts:
@@ -98,7 +101,9 @@ class SimModel:
         seed: the brain's seed, used when ``brain`` is None.
         brain: a shared brain (its ``seed`` and ``follow_majority`` apply).
         latency: sleep as a served model would take; None answers at once.
-        name: the model name; defaults to ``sim:ACCURACY``.
+        name: the model name; defaults to ``sim:ACCURACY`` (``sim:ACCURACY?world=NAME`` with a world).
+        world: a SIMULATED world (:mod:`hyperteam.testing.sim.worlds`) in which prompts
+            and structure change accuracy; None is the plain simulator.
 
     Example:
         >>> import asyncio
@@ -117,13 +122,18 @@ class SimModel:
         brain: SimBrain | None = None,
         latency: LatencyModel | None = None,
         name: str | None = None,
+        world: str | None = None,
     ) -> None:
         if not 0.0 <= accuracy <= 1.0:
             raise ConfigError(f"accuracy must be between 0 and 1, got {accuracy}")
+        if world is not None:
+            get_world(world)  # raises ConfigError naming the known worlds
         self.accuracy = float(accuracy)
+        self.world = world
         self.brain = brain if brain is not None else SimBrain(accuracy=accuracy, seed=seed)
         self.latency = latency
-        self.name = name if name is not None else f"sim:{accuracy}"
+        default = f"sim:{accuracy}" + (f"?world={world}" if world else "")
+        self.name = name if name is not None else default
 
     async def chat(self, request: ChatRequest, *, sample_index: int = 0) -> ChatResult:
         """Answers one request with ``request.n`` choices.
@@ -141,6 +151,7 @@ class SimModel:
             request,
             first_index=sample_index * request.n,
             accuracy=self.accuracy,
+            world=self.world,
         )
         completion_tokens = sum(tokens for _, tokens, _ in choices)
         if self.latency is not None and not self.latency.is_zero:

@@ -35,6 +35,7 @@ from hyperteam.testing.sim._writing import Rolls, chain_of_thought, guess, numbe
 
 if TYPE_CHECKING:
     from hyperteam.testing.sim.brain import SimBrain
+    from hyperteam.testing.sim.worlds import World
 
 MARKER = re.compile(r"\[\[optim:(\w+)\]\]")
 
@@ -59,9 +60,28 @@ _FLAWS = (
 )
 
 
-def respond_optim(brain: SimBrain, kind: str, full: str, prompt: str, digest: bytes, index: int, acc: float) -> str:
-    """The simulated reply to an optimizer prompt of kind ``kind`` (the marker's name)."""
+def respond_optim(
+    brain: SimBrain,
+    kind: str,
+    full: str,
+    prompt: str,
+    digest: bytes,
+    index: int,
+    acc: float,
+    *,
+    world: World | None = None,
+) -> str:
+    """The simulated reply to an optimizer prompt of kind ``kind`` (the marker's name).
+
+    A world (``sim:0.6?world=skills``) may answer it instead; see :mod:`hyperteam.testing.sim.worlds`.
+    """
     rolls = Rolls(hashlib.blake2b(digest + b"optim" + index.to_bytes(8, "little")).digest())
+    if world is not None:
+        found, _ = brain._find_question(full)
+        known = {"question": found.question, "gold": found.gold} if found is not None else None
+        reply = world.optim_reply(kind, prompt, known=known, rolls=rolls)
+        if reply is not None:
+            return reply
     if kind == "evaluate":
         gold = _field(prompt, "Expected answer")
         answer = _field(prompt, "The team's final answer")

@@ -1,0 +1,104 @@
+"""The SIMULATED skills world: prompts that address a problem's pitfalls help, verifiers hurt, the optimum is exact."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import pytest
+
+import hyperteam as ht
+from hyperteam.errors import ConfigError
+from hyperteam.evals import datasets
+from hyperteam.models import Runtime
+from hyperteam.models.spec import resolve as resolve_spec
+from hyperteam.testing.sim import SimBrain, SimModel
+from hyperteam.testing.sim.worlds import Chance, Turn, get_world, register_world, skills, split_world, world_names
+
+DEMO = datasets.load("demo", split="test")
+
+
+def test_registry_names_worlds_and_refuses_unknown_ones():
+    assert "skills" in world_names()
+    assert get_world("skills") is get_world("skills")
+    with pytest.raises(ConfigError, match=r"unknown simulated world .nope.*skills"):
+        get_world("nope")
+    assert split_world("sim:0.6?world=skills") == ("sim:0.6", "skills")
+    assert split_world("sim:0.6") == ("sim:0.6", None)
+    with pytest.raises(ConfigError, match=r"\?world=NAME"):
+        split_world("sim:0.6?seed=3")
+
+
+def test_spec_parses_world_and_keeps_plain_sim():
+    resolve = functools.partial(resolve_spec, runtime=Runtime())
+    model = resolve("sim:0.6?world=skills")
+    assert isinstance(model, SimModel) and model.world == "skills" and model.accuracy == 0.6
+    plain = resolve("sim:0.6")
+    assert plain.world is None and plain.name == "sim:0.6"
+    with pytest.raises(ConfigError, match="unknown simulated world"):
+        resolve("sim:0.6?world=nowhere")
+    with pytest.raises(ConfigError, match=r"\?world=NAME"):
+        resolve("sim:0.6?worlds=skills")
+    with pytest.raises(ConfigError, match="sim:ACCURACY"):
+        resolve("sim:")
+
+
+def test_world_plugs_in_by_name():
+    class Always:
+        name = "always"
+
+        def chance(self, turn: Turn) -> Chance:
+            return Chance(correct=1.0 if "oracle" in turn.agent_text else 0.0)
+
+        def optim_reply(self, kind, prompt, *, known, rolls):
+            return None
+
+    register_world("always", Always)
+    team = ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="a", role="an oracle")])])
+    blind = ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="a", role="a guesser")])])
+    brain = SimBrain(data_dir="/nonexistent")
+    model = SimModel(0.5, brain=brain, world="always")
+    for problem in DEMO[:5]:
+        assert team.run_sync(problem.question, model=model).answer == problem.answer
+        assert blind.run_sync(problem.question, model=model).answer != problem.answer
+
+
+def test_pitfalls_are_deterministic_and_varied():
+    found = {c for p in DEMO for c in skills.pitfalls(p.question)}
+    assert len(skills.CATEGORIES) >= 5 and len(found) >= 4
+    for p in DEMO:
+        traps = skills.pitfalls(p.question)
+        assert 1 <= len(traps) <= 3 and traps == skills.pitfalls(p.question)
+
+
+def test_each_advice_addresses_exactly_its_own_category():
+    for category in skills.CATEGORIES:
+        assert skills.addressed(category.advice) == {category.name}
+
+
+def test_chance_rises_with_addressed_pitfalls_and_falls_with_contradictions():
+    q = "Each box holds 12 pens. Tom buys 3 boxes and gives away 5 pens. How many pens are left?"
+    traps = skills.pitfalls(q)
+    plain = skills.agent_chance(0.6, q, "You are a solver. Solve the problem.")
+    helped = skills.agent_chance(0.6, q, "You are a solver. " + skills.optimal_instructions(traps))
+    harmed = skills.agent_chance(0.6, q, "You are a solver. Answer quickly and skip the re-check.")
+    assert plain == pytest.approx(0.6)
+    assert helped == pytest.approx(0.9)
+    assert harmed < plain
+
+
+def test_verifier_layer_hurts_and_optimum_is_exact(monkeypatch):
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, "/nonexistent")
+    questions = [p.question for p in DEMO]
+    best = skills.best_categories(questions, 0.6)
+    team = ht.load_team("ann-gsm8k")
+    optimal = ht.topologies.io.team_from_dict(skills.optimum_team(ht.topologies.io.team_to_dict(team), best))
+    assert [layer.name for layer in optimal.layers] == ["solve"]
+
+    async def accuracy(t):
+        report = await ht.evaluate(t, DEMO, model="sim:0.6?world=skills", concurrency=8)
+        return report["accuracy"]["strict"]
+
+    untrained, optimum = asyncio.run(accuracy(team)), asyncio.run(accuracy(optimal))
+    assert optimum == pytest.approx(skills.optimum_accuracy(questions, 0.6, best))
+    assert optimum > untrained + 0.1
