@@ -6,16 +6,18 @@ import asyncio
 import logging
 import random
 import time
+from dataclasses import replace
 from typing import Any, Literal
 
 import aiohttp
 import orjson
 
-from hyperteam.errors import ModelError
-from hyperteam.models._rawhttp import RawHttpTransport
+from hyperteam.errors import ConfigError, ModelError
+from hyperteam.models._rawhttp import RawHttpTransport, Stalled
 from hyperteam.models.cache import ResponseCache
-from hyperteam.models.limits import ConcurrencyLimit, RateLimiter
+from hyperteam.models.limits import AdaptiveLimit, RateLimiter
 from hyperteam.models.retry import RetryPolicy, parse_retry_after
+from hyperteam.models.stream import StreamError, assemble, is_event_stream
 from hyperteam.models.transport import HttpTransport
 from hyperteam.models.types import ChatRequest, ChatResult, Completion, Usage
 
@@ -26,8 +28,18 @@ class Endpoint:
     """One OpenAI-compatible server: its transport, limits and retry policy.
 
     Every model served by the endpoint, in every run of the process, goes
-    through the same limits, so that ``max_concurrency`` holds across runs and
+    through the same limits, so that the in-flight limit holds across runs and
     not only within one team.
+
+    Args:
+        max_concurrency: the most requests in flight, ever.
+        adaptive: beneath ``max_concurrency``, keep in flight only what the
+            server serves at once: asked of the server (llama.cpp's ``/props``,
+            vLLM's ``/metrics``) or learned (see :mod:`hyperteam.models.capacity`).
+            False: exactly ``max_concurrency`` (a limit the user set).
+        capacity: the server's capacity where the caller knows it (a server
+            hyperteam started): no probing.
+        stream: stream requests (how a hang is told from a slow answer).
     """
 
     def __init__(
@@ -39,29 +51,86 @@ class Endpoint:
         requests_per_second: float | None = None,
         retry: RetryPolicy | None = None,
         cache: ResponseCache | None = None,
+        adaptive: bool = True,
+        capacity: int | None = None,
+        stream: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.limit = ConcurrencyLimit(max_concurrency)
+        self.limit = AdaptiveLimit(max_concurrency)
         self.rate = RateLimiter(requests_per_second) if requests_per_second else None
         self.retry = retry or RetryPolicy()
         self.cache = cache
+        self.stream = stream
         self.transport: HttpTransport | RawHttpTransport
         if self.base_url.startswith("http://"):
             self.transport = RawHttpTransport(self.base_url, api_key, max_connections=max_concurrency)
         else:
             self.transport = HttpTransport(self.base_url, api_key, max_connections=max_concurrency)
         self._rng = random.Random(0)
+        self.mode = "user"
+        self._discovery: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
+        if capacity is not None:
+            self.set_capacity(capacity)
+        elif adaptive:
+            self.mode = "pending"
+        self.moved_at = 0.0  # loop time a call to this server last finished: its queue moved
+        self.honours_n: bool | None = None
+        self.usage_in_stream: bool | None = None
+        self.notes: list[str] = []
+
+    def set_capacity(self, capacity: int, source: str = "server") -> None:
+        """The server serves ``capacity`` requests at once (e.g. a server hyperteam started)."""
+        self.limit.set_capacity(capacity, source)
+        self.mode = source
+
+    def note(self, text: str) -> None:
+        """Remembers a fact about this server for reports, and logs it once."""
+        if text not in self.notes:
+            self.notes.append(text)
+            log.warning("%s: %s", self.base_url, text)
+
+    def stats(self) -> dict[str, Any]:
+        """The in-flight limit and where it comes from, the peak in flight, and the notes."""
+        return {
+            "url": self.base_url,
+            "limit": self.limit.limit,
+            "source": self.limit.source,
+            "peak_in_flight": self.limit.peak,
+            "cuts": self.limit.cuts,
+            "notes": list(self.notes),
+        }
+
+    async def _discover(self) -> None:
+        from hyperteam.models.capacity import discover, follow_metrics
+
+        if not isinstance(self.transport, RawHttpTransport):
+            # A hosted API (HTTPS): no probes; its own limits come back as 429s, which halve ours.
+            self.limit.set_capacity(self.limit.ceiling, "adaptive")
+            self.mode = "adaptive"
+            return
+        self.mode = await discover(self.transport, self.limit, url=self.base_url)
+        if self.mode == "metrics":
+            self._follower = asyncio.get_running_loop().create_task(follow_metrics(self.transport, self.limit))
+
+    def _moved(self) -> float:
+        return self.moved_at
 
     async def post_json(self, path: str, body: bytes) -> dict[str, Any]:
-        """POST with retries and one deadline over all attempts; returns the decoded JSON body.
+        """POST with retries; returns the decoded JSON body (a streamed answer is put back together).
 
-        The deadline starts when the first attempt gets a slot under the
-        concurrency limit: time queued behind the process's own calls is not
-        the endpoint's fault.
+        A call is cut when it makes no progress for ``retry.stall_s``, or at
+        ``retry.timeout_s`` over all attempts where that is set. Waiting for a
+        slot under the in-flight limit is not counted: time queued in the
+        client is not the server's fault.
 
         Raises:
             ModelError: the call failed for good; ``kind`` says how.
         """
+        if self.mode == "pending":
+            if self._discovery is None:
+                self._discovery = asyncio.ensure_future(self._discover())
+            await asyncio.shield(self._discovery)
         loop = asyncio.get_running_loop()
         policy = self.retry
         deadline: float | None = None
@@ -73,37 +142,61 @@ class Endpoint:
             if self.rate is not None:
                 await self.rate.acquire()
             async with self.limit:
-                if deadline is None:
-                    deadline = loop.time() + policy.timeout_s
-                remaining = deadline - loop.time()
+                sent_at = loop.time()
+                if deadline is None and policy.timeout_s is not None:
+                    deadline = sent_at + policy.timeout_s
+                remaining = None if deadline is None else deadline - sent_at
+                first: float | None = None
                 try:
-                    status, headers, data = await self.transport.post(path, body, timeout_s=remaining)
+                    status, headers, data, first = await self.transport.send(
+                        "POST", path, body, timeout_s=remaining, stall_s=policy.stall_s, moved=self._moved
+                    )
+                except Stalled as exc:
+                    kind, detail = "stalled", f"{exc} (the no-progress bound is {policy.stall_s:g} s)"
                 except TimeoutError:
-                    kind, detail = "timeout", f"no answer within the {policy.timeout_s:g} s deadline"
+                    kind, detail = "timeout", f"no answer within the {policy.timeout_s or 0:g} s deadline"
                 except (aiohttp.ClientError, OSError) as exc:
                     kind, detail = "connection", str(exc) or type(exc).__name__
                 else:
+                    self.moved_at = loop.time()
                     if status == 200:
                         try:
-                            payload = orjson.loads(data)
+                            payload = _decode(headers, data)
                             if isinstance(payload, dict) and isinstance(payload.get("choices"), list):
+                                self.limit.observe(sent_at=sent_at, now=loop.time(), first_byte_s=first)
                                 return payload
                             kind, detail = "bad_response", "response has no 'choices' list"
-                        except orjson.JSONDecodeError:
-                            kind, detail = "bad_response", "response body is not JSON"
+                        except (orjson.JSONDecodeError, StreamError) as exc:
+                            kind, detail = "bad_response", f"response body is not a chat completion ({exc})"
                     else:
                         kind, detail = f"http_{status}", _error_message(data)
                         retry_after = parse_retry_after({k.lower(): v for k, v in headers.items()})
-            if kind == "timeout" or not policy.retryable(status) or attempt >= policy.max_attempts:
+                overloaded = kind in ("timeout", "stalled") or status in (429, 503)
+                self.limit.observe(sent_at=sent_at, now=loop.time(), first_byte_s=None, overloaded=overloaded)
+            if kind in ("timeout", "stalled") or not policy.retryable(status) or attempt >= policy.max_attempts:
                 raise _failure(self.base_url, kind, detail, status, attempt)
             delay = policy.backoff(attempt, retry_after, self._rng)
-            if loop.time() + delay >= deadline:
+            if deadline is not None and loop.time() + delay >= deadline:
                 raise _failure(self.base_url, kind, detail + " (retry would pass the deadline)", status, attempt)
             log.debug("retrying %s after %s (attempt %d, wait %.2fs)", self.base_url, kind, attempt, delay)
             await asyncio.sleep(delay)
 
     async def close(self) -> None:
+        for task in (self._follower, self._discovery):
+            if task is not None and not task.done():
+                task.cancel()
         await self.transport.close()
+
+
+def _decode(headers: Any, data: bytes) -> Any:
+    if is_event_stream(headers):
+        payload = assemble(data)
+        if not any(c.get("finish_reason") for c in payload["choices"]):
+            # Cut short: by a server that ends a stream when another request arrives
+            # (llama-cpp-python's interrupt_requests), or mid-way.
+            raise StreamError("the stream ended before the answer did")
+        return payload
+    return orjson.loads(data)
 
 
 def _failure(url: str, kind: str, detail: str, status: int | None, attempts: int) -> ModelError:
@@ -163,9 +256,48 @@ class EndpointModel:
                 body["structured_outputs"] = {"json": request.json_schema}
         if request.extra:
             body.update(request.extra)
-        return orjson.dumps(body)
+        try:
+            return orjson.dumps(body)
+        except orjson.JSONEncodeError as exc:  # an integer past 64 bits, a lone surrogate: not sendable
+            raise ConfigError(f"cannot send this request to {self.name}: {exc}") from None
 
     async def chat(self, request: ChatRequest, *, sample_index: int = 0) -> ChatResult:
+        """Answers ``request``; ``n`` choices even from a server that ignores ``n``.
+
+        A server that returns fewer choices than asked (llama.cpp's) gets the
+        rest asked by separate requests, each with its own seed; the endpoint
+        remembers it and from then on sends ``n`` single requests at once.
+        """
+        ep = self.endpoint
+        if request.n > 1 and ep.honours_n is False:
+            return await self._separately(request, 0, sample_index, [])
+        result = await self._chat_once(request, sample_index)
+        got = len(result.completions)
+        if request.n > 1 and ep.honours_n is None:
+            ep.honours_n = got >= request.n
+            if not ep.honours_n:
+                ep.note(f"returned {got} of n={request.n} choices: the rest are asked by separate requests")
+        if request.n > 1 and got < request.n:
+            return await self._separately(request, got, sample_index, [result])
+        return result
+
+    async def _separately(
+        self, request: ChatRequest, have: int, sample_index: int, results: list[ChatResult]
+    ) -> ChatResult:
+        base = request.seed if request.seed is not None else 0
+        singles = [replace(request, n=1, seed=base + i, extra=dict(request.extra)) for i in range(have, request.n)]
+        # Another sample_index per sample: caches and seeds keep the samples apart.
+        results += await asyncio.gather(
+            *(self._chat_once(r, sample_index * 1000 + i) for i, r in enumerate(singles, start=have))
+        )
+        completions = [c for r in results for c in r.completions][: request.n]
+        usage = Usage()
+        for r in results:
+            usage += r.usage
+        usage.latency_s = max((r.usage.latency_s for r in results), default=0.0)
+        return ChatResult(completions, usage, model=results[0].model if results else self.model)
+
+    async def _chat_once(self, request: ChatRequest, sample_index: int) -> ChatResult:
         body = self.body(request)
         cache = self.endpoint.cache
         key = cache.key(self.endpoint.base_url, body, sample_index) if cache is not None else ""
@@ -174,11 +306,31 @@ class EndpointModel:
             result.cached = True
             return result
         started = time.perf_counter()
-        payload = await self.endpoint.post_json("/chat/completions", body)
+        sent = body
+        if self.endpoint.stream:
+            # Streamed, so that a slow answer (tokens arriving) is told from a hung one.
+            sent = body[:-1] + b',"stream":true,"stream_options":{"include_usage":true}}'
+        payload = await self.endpoint.post_json("/chat/completions", sent)
+        if not payload.get("usage"):
+            payload["usage"] = self._estimated_usage(request, payload)
+        payload.pop("x_stream", None)
         result = parse_chat_response(payload, self.model, latency_s=time.perf_counter() - started)
         if cache is not None:
             cache.put(key, orjson.dumps(payload))
         return result
+
+    def _estimated_usage(self, request: ChatRequest, payload: dict[str, Any]) -> dict[str, int]:
+        # Some servers send no usage in streams (llama-cpp-python): count with the
+        # approximate tokenizer rather than report zero tokens.
+        from hyperteam.models.tokenizer import count_message_tokens, count_tokens
+
+        self.endpoint.usage_in_stream = False
+        self.endpoint.note("sends no token usage with streamed answers: tokens are estimated")
+        texts = [(c.get("message") or {}).get("content") or "" for c in payload["choices"]]
+        return {
+            "prompt_tokens": count_message_tokens(request.messages),
+            "completion_tokens": sum(count_tokens(t) for t in texts),
+        }
 
 
 def parse_chat_response(payload: dict[str, Any], model: str, *, latency_s: float) -> ChatResult:

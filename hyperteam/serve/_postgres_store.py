@@ -27,7 +27,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from hyperteam.errors import ConfigError
-from hyperteam.serve.records import RunRecord, RunStatus
+from hyperteam.serve.records import RunRecord, RunStatus, WriteFailure
 from hyperteam.serve.store import _redact
 
 _SCHEMA = """
@@ -69,6 +69,10 @@ _APPEND = (
     " INSERT INTO run_events (run_id, seq, event, created_at)"
     " SELECT %(run)s, last_seq, %(event)s, %(now)s FROM bumped RETURNING seq"
 )
+
+
+# What one write can fail with and leave the others to go on (see ``write``).
+_BAD_RECORD = (TypeError, ValueError, OverflowError, psycopg.Error)
 
 
 def _dumps(value: Any) -> bytes:
@@ -242,30 +246,56 @@ class PostgresRunStore:
         creates: Sequence[RunRecord] = (),
         events: Sequence[tuple[str, dict[str, Any]]] = (),
         updates: Sequence[tuple[str, dict[str, Any]]] = (),
+        failures: list[WriteFailure] | None = None,
     ) -> list[int | None]:
         """Many writes, in this order: new runs, (run id, event) pairs appended in order, then (run id,
         keyword arguments of :meth:`update_run`) status changes (a missing run is skipped). Returns the
-        events' sequence numbers (None: no such run).
+        events' sequence numbers (None: no such run, or not stored).
 
         One statement each, in autocommit like every other method, so that no
-        transaction holds a run's counter locked across network round trips.
+        transaction holds a run's counter locked across network round trips. With
+        ``failures``, a statement that fails (a value PostgreSQL or the encoder
+        refuses, such as a NUL character in JSONB, or a lost connection) is listed
+        there and the others go on: what was written stays written, and no retry
+        can append an event twice.
 
         Raises:
-            ValueError: a new run's id is already in use.
+            ValueError: a new run's id is already in use (without ``failures``).
         """
+        isolate = failures is not None
+
+        def failed(kind: Any, run_id: str, exc: BaseException) -> None:
+            if not isolate:
+                raise exc
+            assert failures is not None
+            failures.append(WriteFailure(kind, run_id, type(exc).__name__))
+
+        lost: set[str] = set()
         for record in creates:
-            await self.create_run(record)
+            try:
+                await self.create_run(record)
+            except _BAD_RECORD as exc:
+                lost.add(record.id)
+                failed("run", record.id, exc)
         seqs: list[int | None] = []
         for run_id, event in events:
+            seq = None
             try:
-                seqs.append(await self.append_event(run_id, event))
+                seq = await self.append_event(run_id, event)
             except KeyError:
-                seqs.append(None)
+                if run_id in lost and failures is not None:
+                    failures.append(WriteFailure("event", run_id, "missing run"))
+            except _BAD_RECORD as exc:
+                failed("event", run_id, exc)
+            seqs.append(seq)
         for run_id, fields in updates:
             try:
                 await self.update_run(run_id, **fields)
             except KeyError:
-                pass
+                if run_id in lost and failures is not None:
+                    failures.append(WriteFailure("update", run_id, "missing run"))
+            except _BAD_RECORD as exc:
+                failed("update", run_id, exc)
         return seqs
 
     async def events(self, run_id: str, *, after: int = 0) -> list[tuple[int, dict[str, Any]]]:

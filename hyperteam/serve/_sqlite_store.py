@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from hyperteam.errors import ConfigError
-from hyperteam.serve.records import RunRecord, RunStatus
+from hyperteam.serve.records import RunRecord, RunStatus, WriteFailure
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -69,6 +69,11 @@ _APPEND = (
     "INSERT INTO run_events (run_id, seq, event, created_at)"
     " SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3 FROM run_events WHERE run_id = ?1 RETURNING seq"
 )
+
+
+# What one record can fail with (it cannot be encoded or bound, or breaks a constraint) without
+# the transaction failing; anything else (a locked or full database) fails the whole batch.
+_BAD_RECORD = (TypeError, ValueError, OverflowError, sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError)
 
 
 def _dumps(value: Any) -> str | None:
@@ -230,16 +235,19 @@ class SQLiteRunStore:
         creates: Sequence[RunRecord] = (),
         events: Sequence[tuple[str, dict[str, Any]]] = (),
         updates: Sequence[tuple[str, dict[str, Any]]] = (),
+        failures: list[WriteFailure] | None = None,
     ) -> list[int | None]:
         """Many writes in one transaction (see :meth:`_write_batch`), done by a writer thread with a
         connection of its own: SQLite releases the GIL while it writes pages, so a batch's I/O runs
         beside the event loop instead of on it. An in-memory database (one connection) writes inline."""
         if self.path == ":memory:":
-            return self._write_batch(self._db, creates, events, updates)
+            return self._write_batch(self._db, creates, events, updates, failures)
         if self._writer_thread is None:
             self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="hyperteam-store")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer_thread, self._write_batch, None, creates, events, updates)
+        return await loop.run_in_executor(
+            self._writer_thread, self._write_batch, None, creates, events, updates, failures
+        )
 
     def _write_batch(
         self,
@@ -247,6 +255,7 @@ class SQLiteRunStore:
         creates: Sequence[RunRecord],
         events: Sequence[tuple[str, dict[str, Any]]],
         updates: Sequence[tuple[str, dict[str, Any]]],
+        failures: list[WriteFailure] | None = None,
     ) -> list[int | None]:
         """Many writes in one transaction, in this order: new runs, (run id, event) pairs appended in
         order, then (run id, keyword arguments of :meth:`update_run`) status changes (a missing run is
@@ -254,10 +263,14 @@ class SQLiteRunStore:
 
         One commit for a batch: a service under load writes the runs, events and status changes of many
         requests at once (see ``hyperteam.serve.manager``), and a commit is most of a write's cost.
+        With ``failures``, a write SQLite or the encoder refuses is skipped and listed there: a failed
+        statement leaves the transaction and the batch's other statements as they were.
 
         Raises:
-            ValueError: a new run's id is already in use (nothing of the batch is written).
+            ValueError: a new run's id is already in use (without ``failures``: nothing of the batch is written).
         """
+        if failures is not None:
+            return self._write_isolated(db, creates, events, updates, failures)
         if db is None:  # in the writer thread
             if self._writer is None:
                 self._writer = self._connect()
@@ -279,6 +292,53 @@ class SQLiteRunStore:
                 seqs.append(seq)
             for run_id, fields in updates:
                 db.execute(_UPDATE, self._update_params(run_id, **fields))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return seqs
+
+    def _write_isolated(
+        self,
+        db: sqlite3.Connection | None,
+        creates: Sequence[RunRecord],
+        events: Sequence[tuple[str, dict[str, Any]]],
+        updates: Sequence[tuple[str, dict[str, Any]]],
+        failures: list[WriteFailure],
+    ) -> list[int | None]:
+        if db is None:
+            if self._writer is None:
+                self._writer = self._connect()
+            db = self._writer
+        seqs: list[int | None] = []
+        lost: set[str] = set()  # runs whose creation failed: their events and updates have nowhere to go
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for record in creates:
+                try:
+                    db.execute(_INSERT_RUN, _row(record, now))
+                except _BAD_RECORD as exc:
+                    failures.append(WriteFailure("run", record.id, type(exc).__name__))
+                    lost.add(record.id)
+            for run_id, event in events:
+                seq = None
+                try:
+                    ((seq,),) = db.execute(_APPEND, (run_id, _dumps(event), now)).fetchall()
+                except sqlite3.IntegrityError:
+                    if run_id in lost:
+                        failures.append(WriteFailure("event", run_id, "missing run"))
+                except _BAD_RECORD as exc:
+                    failures.append(WriteFailure("event", run_id, type(exc).__name__))
+                seqs.append(seq)
+            for run_id, fields in updates:
+                try:
+                    db.execute(_UPDATE, self._update_params(run_id, **fields))
+                except _BAD_RECORD as exc:
+                    failures.append(WriteFailure("update", run_id, type(exc).__name__))
+                else:
+                    if run_id in lost:
+                        failures.append(WriteFailure("update", run_id, "missing run"))
         except BaseException:
             db.execute("ROLLBACK")
             raise

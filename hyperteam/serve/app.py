@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Depends, FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -20,14 +21,16 @@ from fastapi.responses import JSONResponse
 from hyperteam.errors import ConfigError
 from hyperteam.models.runtime import Runtime
 from hyperteam.models.types import ChatModel
+from hyperteam.serve._json import CheckedRoute
 from hyperteam.serve.auth import AuthMiddleware, KeyRing, RateLimiter, current_owner
 from hyperteam.serve.errors import APIError, ErrorGuard, error_responses, install_error_handlers
-from hyperteam.serve.limits import BodyLimit, Limits
+from hyperteam.serve.limits import BodyLimit, Limits, max_calls
 from hyperteam.serve.manager import RunManager
 from hyperteam.serve.metrics import Metrics, MetricsMiddleware
 from hyperteam.serve.openai_api import add_openai_routes
 from hyperteam.serve.records import RunStore
 from hyperteam.serve.runs import add_run_routes
+from hyperteam.serve.schemas import INT_BOUNDS
 from hyperteam.topologies.team import Team
 
 logger = logging.getLogger(__name__)
@@ -44,17 +47,33 @@ class Service:
     keys: KeyRing
     metrics: Metrics
     created: int
+    max_n: int = 128
 
     def team(self, name: str, *, param: str) -> Team:
         team = self.teams.get(name)
-        if team is None:
+        if team is None:  # the name asked for is not echoed
             raise APIError(
                 404,
-                f"The model {name!r} does not exist; served teams: {', '.join(self.teams)}",
+                f"no such {param}; served teams: {', '.join(self.teams)} (see /v1/models)",
                 param=param,
                 code="model_not_found",
             )
         return team
+
+    def check_n(self, n: int) -> None:
+        """Refuses ``n`` above what the fan-out limit allows for every served team (the schema's maximum)."""
+        if n > self.max_n:
+            raise APIError(
+                400,
+                f"n={n} exceeds the fan-out limit of {self.limits.max_fanout} calls per request: at most "
+                f"{self.max_n} runs (the costliest served team makes up to {max_team_calls(self.teams)} calls each)",
+                param="n",
+                code="fanout_limit_exceeded",
+            )
+
+
+def max_team_calls(teams: dict[str, Team]) -> int:
+    return max(max_calls(team) for team in teams.values())
 
 
 def create_app(
@@ -91,7 +110,9 @@ def create_app(
     keys = KeyRing(api_keys)
     metrics = Metrics()
     manager = RunManager(teams, store, runtime=runtime, model=model, metrics=metrics)
-    service = Service(dict(teams), manager, limits, store, keys, metrics, int(time.time()))
+    # n is bounded for all teams alike, so that the schema can say the bound.
+    max_n = min(128, limits.max_fanout // max_team_calls(teams))
+    service = Service(dict(teams), manager, limits, store, keys, metrics, int(time.time()), max_n)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,6 +138,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
+    app.router.route_class = CheckedRoute  # JSON bodies are parsed and checked before any route sees them
     install_error_handlers(app)
     add_openai_routes(app, list(teams))
     add_run_routes(app)
@@ -140,9 +162,31 @@ def create_app(
         """Prometheus metrics: requests by route and status, latency, model calls, tokens, runs in flight."""
         return Response(metrics.render(), media_type=metrics.content_type)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _limits_in_schema(FastAPI.openapi(app), limits, max(1, max_n))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
     # add_middleware wraps: the last one added is the outermost.
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     app.add_middleware(AuthMiddleware, keys=keys, limiter=RateLimiter(rate_limit) if rate_limit else None)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(ErrorGuard)
     return app
+
+
+def _limits_in_schema(schema: dict[str, Any], limits: Limits, max_n: int) -> dict[str, Any]:
+    """The schema with this app's limits in it: the most messages, and ``n``'s bound."""
+    shapes = schema["components"]["schemas"]
+    chat = shapes["ChatCompletionRequest"]["properties"]
+    for name, (low, high) in {**INT_BOUNDS, "n": (1, max_n)}.items():
+        for option in chat[name].get("anyOf", [chat[name]]):
+            if option.get("type") == "integer":
+                option["minimum"], option["maximum"] = low, high
+    chat["messages"]["maxItems"] = limits.max_messages
+    for option in shapes["RunCreate"]["properties"]["input"]["anyOf"]:
+        if option.get("type") == "array":
+            option["maxItems"] = limits.max_messages
+    return schema

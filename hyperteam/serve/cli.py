@@ -73,6 +73,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-fanout", type=int, default=256, help="most model calls one request may cause (default: 256)"
     )
     parser.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=32 * 1024,
+        metavar="N",
+        help="largest request head (request line and headers); 431 beyond it (default: 32 KiB)",
+    )
+    parser.add_argument(
+        "--max-headers", type=int, default=100, metavar="N", help="most headers per request; 431 beyond (default: 100)"
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds a client has to send a whole request; 408 after (default: 30)",
+    )
+    parser.add_argument(
         "--grace",
         type=float,
         default=30.0,
@@ -125,19 +142,29 @@ def configure_logging(fmt: str, level: str) -> None:
 
 
 def main(args: argparse.Namespace, *, default_model: Callable[[str | None], str | None] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from hyperteam.serve._http import HttpLimits
     from hyperteam.serve.limits import Limits
 
     keys = read_api_keys(args.api_key_file) if args.api_key_file else None
     teams = load_teams(args.team)
     model = default_model(args.model) if default_model is not None else args.model
     limits = Limits(max_body_bytes=args.max_body_bytes, max_fanout=args.max_fanout)
+    try:
+        http = HttpLimits(
+            max_head_bytes=args.max_header_bytes, max_headers=args.max_headers, read_timeout_s=args.read_timeout
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
     if args.rate_limit is not None and args.rate_limit <= 0:
         raise ConfigError(f"--rate-limit must be > 0, got {args.rate_limit}")
     configure_logging(args.log_format, args.log_level)
     if keys is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger(__name__).warning("serving on %s with no --api-key-file: anyone can use it", args.host)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        runner.run(_serve(args, teams, keys, model, limits))
+        runner.run(_serve(args, teams, keys, model, limits, http))
     return 0
 
 
@@ -152,7 +179,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 async def _serve(
-    args: argparse.Namespace, teams: dict[str, Any], keys: list[str] | None, model: Any, limits: Any
+    args: argparse.Namespace, teams: dict[str, Any], keys: list[str] | None, model: Any, limits: Any, http: Any
 ) -> None:
     import uvicorn
 
@@ -181,6 +208,7 @@ async def _serve(
             access_log=False,
             timeout_graceful_shutdown=max(1, math.ceil(args.grace)),
             lifespan="on",
+            **_http_options(http),
         )
         # A long-lived server: keep what start-up made (imports, teams) out of
         # the cyclic GC's full scans, which otherwise stall request handling; and
@@ -196,6 +224,20 @@ async def _serve(
             await uvicorn.Server(config).serve()
     finally:
         await store.close()
+
+
+def _http_options(http: Any) -> dict[str, Any]:
+    """uvicorn's protocol with the header, count and read-time limits (see ``hyperteam.serve._http``);
+    without httptools, uvicorn's h11 protocol, which limits only the head's size."""
+    from hyperteam.serve._http import protocol_class
+
+    try:
+        return {"http": protocol_class(http)}
+    except ImportError:
+        logging.getLogger(__name__).warning(
+            "httptools not installed: no request read timeout (pip install uvicorn[standard])"
+        )
+        return {"http": "h11", "h11_max_incomplete_event_size": http.max_head_bytes}
 
 
 @contextlib.contextmanager

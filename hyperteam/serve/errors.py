@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,14 +28,30 @@ _TYPES = {
     502: "server_error",
     503: "server_error",
 }
-_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 422: "invalid_value"}
+# Every error body has a code: these are the defaults where a route names none.
+_CODES = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    409: "conflict",
+    413: "request_too_large",
+    422: "invalid_value",
+    429: "rate_limit_exceeded",
+    431: "headers_too_large",
+    500: "internal_error",
+    502: "upstream_error",
+    503: "unavailable",
+}
 
 
 class ErrorDetail(BaseModel):
     message: str
     type: str
     param: str | None = None
-    code: str | None = None
+    code: str = Field(description="a stable, machine-readable name of the error")
 
 
 class ErrorResponse(BaseModel):
@@ -66,7 +82,7 @@ class APIError(HTTPException):
         self.message = message
         self.type = type or _TYPES.get(status, "invalid_request_error")
         self.param = param
-        self.code = code if code is not None else _CODES.get(status)
+        self.code = code if code is not None else _CODES.get(status, "error")
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -102,6 +118,9 @@ def error_responses(*extra: int) -> dict[int | str, dict[str, Any]]:
     return _responses(*sorted({401, 413, 422, 429, *extra}))
 
 
+_MAX_PARAM = 64
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     errors = exc.errors()
     if not errors:
@@ -110,7 +129,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     loc = [str(p) for p in first.get("loc", ())]
     if len(loc) > 1 and loc[0] in ("body", "query", "path", "header", "cookie"):
         loc = loc[1:]  # where it was is clear from the name
-    param = ".".join(loc) or None
+    param = ".".join(loc)[:_MAX_PARAM] or None  # a key the client made up is echoed only this far
     msg = str(first.get("msg", "invalid value"))
     if first.get("type") == "json_invalid":
         return "the request body is not valid JSON", None
@@ -127,7 +146,7 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, HTTPException)
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404:
-            message = f"no route {request.method} {request.url.path}"
+            message = "no such route (see /openapi.json)"  # the path is not echoed
         return error_response(exc.status_code, message, headers=exc.headers)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:

@@ -3,8 +3,14 @@ resumes and shuts them down.
 
 Every model call of a run goes through a gate. Cancelling a run closes the
 gate first, then cancels the task and waits for it to end, so that once
-:meth:`RunManager.cancel` returns no further call of that run can reach a
+:meth:`RunManager.stop` returns no further call of that run can reach a
 model, even from a step the team's graph had already scheduled.
+:meth:`RunManager.abandon` does the same without waiting, for a client that
+went away (it must work from code that is itself being cancelled).
+
+A run's task ends only once its final status is in the store: an answer
+given from it is durable. The writes of many runs share each commit (see
+:class:`_EventLog`), so this costs a request a few milliseconds, not a commit.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from hyperteam.models.spec import is_simulated
 from hyperteam.models.types import ChatModel, ChatRequest, ChatResult, Usage
 from hyperteam.serve.errors import APIError
 from hyperteam.serve.metrics import Metrics, span
-from hyperteam.serve.records import RunRecord, RunStatus, RunStore
+from hyperteam.serve.records import RunRecord, RunStatus, RunStore, WriteFailure
 from hyperteam.serve.schemas import input_task
 from hyperteam.topologies.result import TeamResult
 from hyperteam.topologies.team import Team
@@ -46,6 +52,7 @@ class Outcome:
 class _Gate:
     closed: bool = False
     reason: RunStatus = "cancelled"
+    detail: dict[str, Any] | None = None  # why it was stopped, stored as the run's error
     usage: Usage = field(default_factory=Usage)
     simulated: bool = False
 
@@ -96,10 +103,19 @@ class _EventLog:
     commit per write, which was a quarter of the service's CPU per request
     (bench service). Events of one run keep their order (one queue, written in
     order), and a run's status change is stored with the events before it.
+
+    A write the store cannot take (see ``RunStore.write``'s ``failures``) is
+    skipped alone, counted in ``/metrics`` and remembered, so that no answer
+    claims a run whose record is not stored (:meth:`stored`). A batch that
+    fails as a whole (a locked database) is tried again.
     """
 
-    def __init__(self, store: RunStore, notify: Any, *, interval_s: float = 0.002) -> None:
-        self._store, self._notify, self._interval_s = store, notify, interval_s
+    _RETRIES_S = (0.05, 0.25, 1.0)
+    _REMEMBERED = 10_000  # failed run ids kept for stored()
+
+    def __init__(self, store: RunStore, notify: Any, metrics: Metrics, *, interval_s: float = 0.002) -> None:
+        self._store, self._notify, self._interval_s, self._metrics = store, notify, interval_s, metrics
+        self._failed: dict[str, None] = {}
         self._creates: list[RunRecord] = []
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._updates: list[tuple[str, dict[str, Any]]] = []
@@ -143,10 +159,7 @@ class _EventLog:
             batch, self._pending = self._pending, []
             updates, self._updates = self._updates, []
             count = len(creates) + len(batch) + len(updates)
-            try:
-                await self._store.write(creates=creates, events=batch, updates=updates)
-            except Exception as exc:  # a lost write must not kill the runs
-                logger.error("could not store %d write(s): %s", count, type(exc).__name__)
+            await self._write(creates, batch, updates)
             self._written += count
             for run_id in dict.fromkeys(run_id for run_id, _ in batch):
                 self._notify(run_id)
@@ -158,6 +171,42 @@ class _EventLog:
                     done.set_result(None)
             self._flushes = waiting
             await asyncio.sleep(self._interval_s)
+
+    async def _write(
+        self,
+        creates: list[RunRecord],
+        events: list[tuple[str, dict[str, Any]]],
+        updates: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        failures: list[WriteFailure] = []
+        for retry_s in (*self._RETRIES_S, None):
+            failures = []
+            try:
+                await self._store.write(creates=creates, events=events, updates=updates, failures=failures)
+                break
+            except Exception as exc:  # the whole batch failed: nothing of it is stored
+                if retry_s is None:  # a lost write must not kill the runs
+                    failures = [WriteFailure("run", r.id, type(exc).__name__) for r in creates]
+                    failures += [WriteFailure("event", run_id, type(exc).__name__) for run_id, _ in events]
+                    failures += [WriteFailure("update", run_id, type(exc).__name__) for run_id, _ in updates]
+                    break
+                logger.warning("run store write failed (%s); trying again in %.2f s", type(exc).__name__, retry_s)
+                await asyncio.sleep(retry_s)
+        if failures:
+            count = len(creates) + len(events) + len(updates)
+            errors = sorted({f.error for f in failures})
+            logger.error(
+                "could not store %d of %d write(s) (%s); the others are stored", len(failures), count, ", ".join(errors)
+            )
+            for failure in failures:
+                self._metrics.store_failures.labels(failure.kind).inc()
+                self._failed[failure.run_id] = None
+            while len(self._failed) > self._REMEMBERED:
+                self._failed.pop(next(iter(self._failed)))
+
+    def stored(self, run_id: str) -> bool:
+        """False when a write of the run could not be stored (call after :meth:`flush`)."""
+        return run_id not in self._failed
 
 
 def new_run_id() -> str:
@@ -201,12 +250,16 @@ class RunManager:
         self._active: dict[str, _Active] = {}
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._variants: dict[tuple[str, tuple[tuple[str, Any], ...]], Team] = {}
-        self._events = _EventLog(store, self._notify)
+        self._events = _EventLog(store, self._notify, self.metrics)
 
     async def sync(self) -> None:
         """Returns once every write queued so far is in the store: call it before reading the store, so
         that a client reads what it was told (a run, its final status) even from the same process."""
         await self._events.flush()
+
+    def stored(self, run_id: str) -> bool:
+        """Whether every write of the run so far is in the store (False: one could not be stored)."""
+        return self._events.stored(run_id)
 
     def is_active(self, run_id: str) -> bool:
         return run_id in self._active
@@ -279,7 +332,7 @@ class RunManager:
     async def _run_team(self, record: RunRecord, gate: _Gate) -> Outcome:
         try:
             if gate.closed:  # stopped before it started
-                return Outcome(gate.reason)
+                return Outcome(gate.reason, error=gate.detail)
             team = self._team(record)
             task = input_task(record.input)
             self._events.update(record.id, status="running")
@@ -297,7 +350,7 @@ class RunManager:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()  # handled: the run ends normally, as cancelled
-            return Outcome(gate.reason, usage=gate.usage, simulated=gate.simulated)
+            return Outcome(gate.reason, error=gate.detail, usage=gate.usage, simulated=gate.simulated)
         except (HyperteamError, APIError) as exc:
             kind = exc.kind if isinstance(exc, ModelError) else type(exc).__name__
             error = {"kind": kind, "message": str(exc.detail if isinstance(exc, APIError) else exc)}
@@ -321,9 +374,11 @@ class RunManager:
         self._events.update(
             record.id, status=outcome.status, result=result, error=outcome.error, usage=outcome.usage.to_dict()
         )
-        # Not awaited: the answer goes out without waiting for the store. Readers call sync() first.
         self.metrics.runs.labels(record.team, outcome.status).inc()
         logger.info("run %s %s", record.id, outcome.status, extra={"run_id": record.id, "team": record.team})
+        # Durable before anyone is told: the run's task, which answers wait on, ends after its commit
+        # (one commit shared with every write queued meanwhile: group commit).
+        await self._events.flush()
 
     def _team(self, record: RunRecord) -> Team:
         team = self.teams.get(record.team)
@@ -345,17 +400,34 @@ class RunManager:
         """Waits for a run's task to end (without cancelling the run if the caller is cancelled)."""
         return await asyncio.shield(task)
 
-    async def stop(self, run_id: str, reason: RunStatus = "cancelled") -> Outcome | None:
-        """Stops an active run and returns once it has ended: no model call of it happens after this."""
+    async def stop(
+        self, run_id: str, reason: RunStatus = "cancelled", detail: dict[str, Any] | None = None
+    ) -> Outcome | None:
+        """Stops an active run and returns once it has ended: no model call of it happens after this.
+
+        ``detail`` (``{"kind", "message"}``) is stored as the run's error: why it was stopped.
+        """
         active = self._active.get(run_id)
         if active is None:
             return None
+        self._close(active, reason, detail)
+        return await asyncio.shield(active.task)
+
+    def abandon(self, run_id: str, detail: dict[str, Any]) -> None:
+        """Cancels an active run at once, without waiting for it to end: from here on none of its
+        model calls starts. For a client that went away; it works even from a task being cancelled."""
+        active = self._active.get(run_id)
+        if active is not None:
+            self._close(active, "cancelled", detail)
+
+    @staticmethod
+    def _close(active: _Active, reason: RunStatus, detail: dict[str, Any] | None) -> None:
         if not active.finishing and not active.gate.closed:
             active.gate.reason = reason
+            active.gate.detail = detail
             active.gate.closed = True  # before anything else: no new call passes from here on
             if active.started:
                 active.task.cancel()
-        return await asyncio.shield(active.task)
 
     async def resume(self, record: RunRecord) -> None:
         """Runs an interrupted run again, from the start; its events continue after the old ones."""

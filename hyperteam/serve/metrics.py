@@ -58,6 +58,14 @@ class Metrics:
         )
         self.runs = Counter("hyperteam_runs", "Finished runs by team and final status", ["team", "status"], registry=r)
         self.in_flight = Gauge("hyperteam_runs_in_flight", "Runs executing now", registry=r)
+        self.store_failures = Counter(
+            "hyperteam_store_write_failures",
+            "Writes (runs, events, status updates) the run store could not store, by kind",
+            ["kind"],
+            registry=r,
+        )
+        for kind in ("run", "event", "update"):  # at 0 from the start, so that an alert can watch them
+            self.store_failures.labels(kind)
 
     def record_call(self, team: str, usage: Usage) -> None:
         self.llm_calls.labels(team).inc(usage.calls)

@@ -19,6 +19,12 @@ Streaming: a role chunk, then the run's agent events as chunks with an
 empty delta and a ``hyperteam_event`` field, then the final text in
 chunks, a finish chunk, a usage chunk (with ``include_usage``), and
 ``data: [DONE]``.
+
+A client that goes away (a plain request or a stream) cancels its runs at
+once: no model call of them starts after the disconnect, and they are stored
+as ``cancelled`` with the error kind ``client_disconnected``. (Runs created
+through ``/v1/runs`` go on: outliving the request is their point.) An answer
+is sent only once its run is stored.
 """
 
 from __future__ import annotations
@@ -32,12 +38,13 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Body, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from hyperteam.models.types import Usage
 from hyperteam.serve.errors import APIError, error_responses
 from hyperteam.serve.manager import Outcome
-from hyperteam.serve.runs import SSE_EVENT, SSE_HEADERS, EventStream, Owner, get_service
+from hyperteam.serve.runs import SSE_EVENT, SSE_HEADERS, Owner, get_service
 from hyperteam.serve.schemas import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -55,6 +62,7 @@ if TYPE_CHECKING:
 
 _SSE_DOC = {"content": {"text/event-stream": {"schema": SSE_EVENT}}, "description": "The completion"}
 _INTERNAL_KINDS = {"ConfigError", "ParseError", "LimitError", "internal"}
+GONE = {"kind": "client_disconnected", "message": "the client closed the connection before the answer"}
 
 
 def add_openai_routes(app: FastAPI, team_names: list[str]) -> None:
@@ -92,11 +100,14 @@ def add_openai_routes(app: FastAPI, team_names: list[str]) -> None:
         svc.limits.check_conversation(message_texts(body.messages))
         conversation_task(body.messages)  # refuses a conversation with no task before any work
         n = body.n or 1
+        svc.check_n(n)
         svc.limits.check_fanout(team, n)
         run_input: dict[str, Any] = {"messages": [m.model_dump(exclude_none=True) for m in body.messages]}
         settings = agent_settings(body)
         if settings:
             run_input["settings"] = settings
+        if body.user is not None:
+            run_input["user"] = body.user  # stored with the run (its owner sees it), never logged
         runs = []
         try:
             for _ in range(n):
@@ -104,17 +115,74 @@ def add_openai_routes(app: FastAPI, team_names: list[str]) -> None:
                 assert task is not None
                 runs.append((record.id, task))
         except BaseException:
-            await asyncio.gather(*(svc.manager.stop(run_id) for run_id, _ in runs))
+            _abandon(svc, runs)
             raise
         if body.stream:
-            return EventStream(_stream(svc, body, runs), headers=SSE_HEADERS)
+            return _ChatStream(_stream(svc, body, runs), lambda: _abandon(svc, runs))
+        # The body has been read: the next message is the disconnect, when the client goes away.
+        watch = asyncio.ensure_future(_disconnected(request.receive))
+        watch.add_done_callback(lambda t: t.cancelled() or t.exception() or _abandon(svc, runs))
         try:
             outcomes = [await svc.manager.wait(task) for _, task in runs]
-        except asyncio.CancelledError:  # the client went away: stop spending tokens on it
-            await asyncio.gather(*(svc.manager.stop(run_id) for run_id, _ in runs))
+        except asyncio.CancelledError:  # cancelled with the client (in-process transports)
+            _abandon(svc, runs)
             raise
+        finally:
+            watch.cancel()
         _raise_failure(outcomes)
+        _raise_unstored(svc, runs)
         return JSONResponse(_completion(body, runs, outcomes))
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client has gone away (call once the request body has been read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _abandon(svc: Service, runs: list[tuple[str, Any]]) -> None:
+    # Synchronous on purpose: it runs in tasks being cancelled, where an await would not happen.
+    for run_id, _ in runs:
+        svc.manager.abandon(run_id, GONE)
+
+
+def _raise_unstored(svc: Service, runs: list[tuple[str, Any]]) -> None:
+    if not all(svc.manager.stored(run_id) for run_id, _ in runs):
+        raise APIError(500, "the run finished but could not be stored; try again", code="store_error")
+
+
+class _ChatStream(StreamingResponse):
+    """A chat completion's event stream that cancels its runs as soon as the client goes away.
+
+    Starlette's own streaming response notices a disconnect by cancelling the
+    body iterator, whose clean-up then cannot await anything; here a watcher on
+    ``receive`` calls ``on_gone`` (synchronous) the moment the disconnect comes,
+    and a send that fails (ASGI servers of spec 2.4 raise ``OSError``) does too.
+    """
+
+    def __init__(self, chunks: AsyncIterator[str], on_gone: Any) -> None:
+        super().__init__(chunks, headers=SSE_HEADERS, media_type="text/event-stream")
+        self._chunks, self._on_gone = chunks, on_gone
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watch = asyncio.ensure_future(_disconnected(receive))
+        watch.add_done_callback(lambda t: t.cancelled() or t.exception() or self._on_gone())
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for chunk in self._chunks:
+                if watch.done():
+                    break
+                await send({"type": "http.response.body", "body": chunk.encode(), "more_body": True})
+            if not watch.done():
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            self._on_gone()
+        except BaseException:
+            self._on_gone()
+            raise
+        finally:
+            watch.cancel()
+            await self._chunks.aclose()  # type: ignore[attr-defined]
 
 
 def _card(svc: Service, name: str) -> dict[str, Any]:
@@ -274,6 +342,7 @@ async def _stream(svc: Service, body: ChatCompletionRequest, runs: list[tuple[st
         outcomes = [await svc.manager.wait(task) for _, task in runs]
         try:
             _raise_failure(outcomes)
+            _raise_unstored(svc, runs)
         except APIError as exc:
             finished = True
             yield f"data: {json.dumps(exc.body())}\n\n"
@@ -293,4 +362,4 @@ async def _stream(svc: Service, body: ChatCompletionRequest, runs: list[tuple[st
         for p in pumps:
             p.cancel()
         if not finished:  # the client went away mid-stream: stop the runs
-            await asyncio.gather(*(svc.manager.stop(run_id) for run_id, _ in runs))
+            _abandon(svc, runs)

@@ -39,6 +39,16 @@ class RunRecord:
     usage: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True, frozen=True)
+class WriteFailure:
+    """One write of a batch that could not be stored: ``kind`` is ``run``, ``event`` or ``update``,
+    ``error`` the exception's type name (never its text, which can quote the record)."""
+
+    kind: Literal["run", "event", "update"]
+    run_id: str
+    error: str
+
+
 class RunStore(Protocol):
     """Persistence of runs and their events. SQLite by default; PostgreSQL for several replicas."""
 
@@ -69,10 +79,15 @@ class RunStore(Protocol):
         creates: Sequence[RunRecord] = (),
         events: Sequence[tuple[str, dict[str, Any]]] = (),
         updates: Sequence[tuple[str, dict[str, Any]]] = (),
+        failures: list[WriteFailure] | None = None,
     ) -> list[int | None]:
         """Many writes at once, in this order: new runs (ids not in use), (run id, event) pairs appended in
         order, then (run id, ``update_run`` keyword arguments) status changes (a missing run is skipped).
-        Returns the events' sequence numbers (None: no such run)."""
+        Returns the events' sequence numbers (None: no such run, or not stored).
+
+        With ``failures``, a write that cannot be stored (a value the store cannot encode, an id in
+        use) is skipped and appended there, and the rest of the batch is stored: one bad record never
+        takes other runs' writes down with it. Without it, such a write fails the call."""
         ...
 
     async def events(self, run_id: str, *, after: int = 0) -> list[tuple[int, dict[str, Any]]]:

@@ -12,6 +12,7 @@ brought the service down.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -22,7 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from hyperteam.serve.auth import current_owner
 from hyperteam.serve.errors import APIError, error_responses
 from hyperteam.serve.records import FINAL_STATUSES, RunRecord
-from hyperteam.serve.schemas import Run, RunCreate, conversation_task, message_texts
+from hyperteam.serve.schemas import Run, RunCreate, conversation_task, has_text, message_texts
 
 if TYPE_CHECKING:
     from hyperteam.serve.app import Service
@@ -46,6 +47,8 @@ SSE_EVENT = {
 }
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _SSE_DOC = {"content": {"text/event-stream": {"schema": SSE_EVENT}}, "description": "Server-sent events"}
+# An event id as this service sends them: a sequence number, within 64 bits with room to spare.
+_EVENT_ID = re.compile(r"^[0-9]{1,18}$")
 
 
 def get_service(request: Request) -> Service:
@@ -73,7 +76,7 @@ async def owned_run(svc: Service, run_id: str, owner: str) -> RunRecord:
     await svc.manager.sync()
     record = await svc.store.get_run(run_id)
     if record is None or record.owner != owner:
-        raise APIError(404, f"no run {run_id!r}", param="run_id", code="run_not_found")
+        raise APIError(404, "no such run", param="run_id", code="run_not_found")  # the id is not echoed
     return record
 
 
@@ -104,7 +107,7 @@ def add_run_routes(app: FastAPI) -> None:
         svc = get_service(request)
         team = svc.team(body.team, param="team")
         if isinstance(body.input, str):
-            if not body.input.strip():
+            if not has_text(body.input):
                 raise APIError(400, "input is empty", param="input")
             svc.limits.check_conversation([body.input])
             run_input: dict[str, Any] = {"input": body.input}
@@ -134,7 +137,14 @@ def add_run_routes(app: FastAPI) -> None:
         run_id: str,
         request: Request,
         owner: Owner,
-        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)] = None,
+        last_event_id: Annotated[
+            str | None,
+            Header(
+                alias="Last-Event-ID",
+                json_schema_extra={"pattern": _EVENT_ID.pattern},  # checked below, after the run's owner: a 400
+                description="the id of the last event received: the stream resumes after it",
+            ),
+        ] = None,
     ) -> StreamingResponse:
         """Server-sent events: the run's past events, then live ones until it ends.
 
@@ -143,13 +153,14 @@ def add_run_routes(app: FastAPI) -> None:
         """
         svc = get_service(request)
         await owned_run(svc, run_id, owner)
-        after = 0
-        if last_event_id:
-            try:
-                after = int(last_event_id)
-            except ValueError:
-                raise APIError(400, "Last-Event-ID must be an event id (an integer)", param="Last-Event-ID") from None
-        return EventStream(_sse(svc, run_id, after), headers=SSE_HEADERS)
+        if last_event_id is not None and not _EVENT_ID.match(last_event_id):
+            raise APIError(
+                400,
+                "Last-Event-ID must be the id of an event of this stream (digits)",
+                param="Last-Event-ID",
+                code="invalid_last_event_id",
+            )
+        return EventStream(_sse(svc, run_id, int(last_event_id or 0)), headers=SSE_HEADERS)
 
     @app.post("/v1/runs/{run_id}/cancel", tags=tags, response_model=Run, responses=error_responses(404, 409))
     async def cancel_run(run_id: str, request: Request, owner: Owner) -> JSONResponse:
