@@ -88,6 +88,12 @@ def render_compare_html(reports: Sequence[dict[str, Any]]) -> str:
     fig = _figure(_draw_compare, reports, caption="Strict accuracy (95% interval) against tokens per problem.")
     plot = f'<p class="note">{escape(_NO_MPL)}</p>' if fig is None else fig or "<p>No problems: nothing to plot.</p>"
     content = f"<h1>hyperteam eval: {len(reports)} runs compared</h1>{table}"
+    paired = [r for r in reports[1:] if r.get("paired")]
+    if paired:
+        first = reports[0].get("run_dir")
+        texts = [paired_text(r["paired"], str(first), str(r.get("run_dir"))) for r in paired]
+        lines = "".join(f"<li>{escape(t)}</li>" for t in texts)
+        content += f"<h2>Paired differences (same problems)</h2><ul>{lines}</ul>"
     content += f'<h2>Accuracy vs tokens</h2><div class="one">{plot}</div>'
     return _page("hyperteam eval compare", content, simulated=any(r.get("simulated") for r in reports))
 
@@ -115,6 +121,14 @@ def _cards(r: dict[str, Any]) -> str:
         ("errors", str(r["errors"]), "counted as wrong"),
         ("wall time", f"{num(r.get('wall_s'), 1)} s", f"mean latency {num(lat['mean'], 2)} s"),
     ]
+    if r.get("baseline"):
+        b = r["baseline"]
+        detail = f"{b['samples']} samples, {num(b['tokens']['per_problem'], 0)} tokens / problem"
+        if b.get("paired"):
+            p, (lo, hi) = b["paired"], b["paired"]["ci95"]
+            detail += f"; vs team {100 * p['diff']:+.1f} pts ({100 * lo:+.1f} to {100 * hi:+.1f})"
+            detail += f", McNemar p={p['mcnemar_p']:.3g}"
+        cards.append((f"baseline: {b['team']}", pct(b["accuracy"]["strict"]), detail))
     html = "".join(
         f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div>'
         f'<div class="x">{escape(x)}</div></div>'
@@ -205,6 +219,13 @@ def _draw_scatter(fig: Any, data: tuple[dict[str, Any], Sequence[ResultRow]]) ->
     mean_tokens, err = report["tokens"]["per_problem"], [[acc - lo], [hi - acc]]
     label = f"run: {100 * acc:.1f}% at {mean_tokens:,.0f} tokens"
     ax.errorbar([mean_tokens], [acc], yerr=err, fmt="D", color="#1a237e", markersize=9, capsize=4, label=label)
+    base = report.get("baseline")
+    if base and base["accuracy"]["strict"] is not None:
+        b_acc, (b_lo, b_hi) = base["accuracy"]["strict"], base["ci95"]["strict"]
+        b_tokens = base["tokens"]["per_problem"]
+        b_label = f"{base['team']} x{base['samples']}: {100 * b_acc:.1f}% at {b_tokens:,.0f} tokens"
+        ax.errorbar([base["tokens"]["per_problem"]], [b_acc], yerr=[[b_acc - b_lo], [b_hi - b_acc]], fmt="s",
+                    color="#e65100", markersize=9, capsize=4, label=b_label)  # fmt: skip
     ax.set_xlabel("tokens per problem")
     ax.set_ylabel("correct (strict); run accuracy")
     ax.set_yticks([0, 0.25, 0.5, 0.75, 1], labels=["wrong", "25%", "50%", "75%", "correct"])
@@ -290,6 +311,16 @@ def pct_ci(x: float | None, ci: list[float] | None) -> str:
 def num(x: float | None, digits: int) -> str:
     """A number with thousands separators; ``n/a`` for None."""
     return "n/a" if x is None else f"{x:,.{digits}f}"
+
+
+def paired_text(paired: dict[str, Any], a: str, b: str) -> str:
+    """One line: ``b - a`` in points with its paired 95% interval, McNemar's exact p and the discordant counts."""
+    lo, hi = paired["ci95"]
+    return (
+        f"{b} - {a}: {100 * paired['diff']:+.1f} points (95% CI {100 * lo:+.1f} to {100 * hi:+.1f}) "
+        f"on {paired['n']} shared problems; McNemar exact p = {paired['mcnemar_p']:.3g}; "
+        f"right only in {b}: {paired['only_b']}, only in {a}: {paired['only_a']}"
+    )
 
 
 def ci_text(ci: list[float] | None) -> str:

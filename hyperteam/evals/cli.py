@@ -13,7 +13,9 @@ from hyperteam.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("suite", nargs="?", help="gsm8k, gsm-hard, multiarith, demo, or a name for --data")
+    parser.add_argument(
+        "suite", nargs="?", help="gsm8k, gsm-hard, multiarith, demo; with --data, a name (default: the file's stem)"
+    )
     parser.add_argument("--team", default="ann-gsm8k", help="team file or built-in name (default ann-gsm8k)")
     parser.add_argument("--model", help="model spec for agents that name none (default: HYPERTEAM_BASE_URL, else sim)")
     parser.add_argument("--split", default="test", help="suite split (default test)")
@@ -33,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="shard the problems over a Ray cluster: local (default) or its address; --concurrency is per worker",
     )
     parser.add_argument("--sweep", type=Path, metavar="FILE", help="run the teams/settings listed in FILE (YAML/JSON)")
+    parser.add_argument(
+        "--baseline",
+        choices=["self-consistency"],
+        help="also run this baseline with as many samples as match the team's tokens per problem (in OUT/baseline)",
+    )
 
 
 def _problems(args: argparse.Namespace) -> list[Any]:
@@ -54,11 +61,17 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
     if args.concurrency < 1:
         raise ConfigError(f"--concurrency must be >= 1, got {args.concurrency}")
     if args.sweep is not None:
+        if args.baseline is not None:
+            raise ConfigError("--baseline is for one run: leave it out of --sweep")
         from hyperteam.evals.sweep import run_sweep
 
         return run_sweep(args, default_model=default_model)
+    if args.suite is None and args.data is not None:
+        args.suite = args.data.stem  # a file needs no made-up suite name
     if args.suite is None:
-        raise ConfigError("name a SUITE (gsm8k, gsm-hard, multiarith, demo, ...) or give --sweep FILE")
+        raise ConfigError("name a SUITE (gsm8k, gsm-hard, multiarith, demo, ...), or give --data FILE or --sweep FILE")
+    if args.baseline is not None and args.ray is not None:
+        raise ConfigError("--baseline runs in this process: leave out --ray")
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR: the run folder to finish")
     team = load_team(args.team)
@@ -99,6 +112,14 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
                 progress=progress,
             )
         )
+    if args.baseline is not None:
+        from hyperteam.evals.baseline import run_baseline
+
+        with _ProgressBar(len(problems), enabled=not args.no_progress and sys.stderr.isatty()) as progress:
+            asyncio.run(
+                run_baseline(args.baseline, problems, run_dir=out, model=model, suite=args.suite,
+                             concurrency=args.concurrency, resume=args.resume, progress=progress)
+            )  # fmt: skip
     return _finish(out)
 
 

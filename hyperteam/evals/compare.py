@@ -23,14 +23,19 @@ from typing import Any
 
 from hyperteam.errors import ConfigError
 from hyperteam.evals._html import num, pct_ci, render_compare_html
-from hyperteam.evals.report import SIMULATED_BANNER, build_report, store_path
-from hyperteam.evals.store import ResultStore
+from hyperteam.evals.baseline import paired_on_shared
+from hyperteam.evals.report import SIMULATED_BANNER, build_report, paired_text, store_path
+from hyperteam.evals.store import ResultRow, ResultStore
 
 
 def compare(dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Loads the report of each run directory, in the order given.
 
-    Each returned dict is the run's report with ``run_dir`` added.
+    Each returned dict is the run's report with ``run_dir`` added. Every run
+    after the first also gets ``paired``: itself minus the first run on the
+    problems both hold (same id and question), with the paired 95% interval
+    and McNemar's exact p (see ``hyperteam.evals.stats``); None when they
+    share no problem or a run's ``results.sqlite`` is gone.
 
     Raises:
         ConfigError: a directory is missing, or holds neither ``report.json``
@@ -62,7 +67,22 @@ def compare(dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
             finally:
                 store.close()
         reports.append({"run_dir": str(run), **report})
+    rows = [_rows(Path(d)) for d in dirs]
+    for report, mine in zip(reports[1:], rows[1:], strict=True):
+        paired = paired_on_shared(rows[0], mine) if rows[0] and mine else None
+        report["paired"] = None if paired is None else {"against": reports[0]["run_dir"], **paired}
     return reports
+
+
+def _rows(run: Path) -> list[ResultRow]:
+    path = run / "results.sqlite" if run.is_dir() else run
+    if not path.is_file():
+        return []
+    store = ResultStore(path)
+    try:
+        return store.rows()
+    finally:
+        store.close()
 
 
 def render_compare(reports: Sequence[dict[str, Any]], *, color: bool = False, width: int = 160) -> str:
@@ -105,7 +125,14 @@ def render_compare(reports: Sequence[dict[str, Any]], *, color: bool = False, wi
     Console(file=buf, width=width, force_terminal=color, no_color=not color).print(table)
     simulated = [str(r.get("run_dir", "")) for r in reports if r.get("simulated")]
     head = f"{SIMULATED_BANNER} (runs: {', '.join(simulated)})\n" if simulated else ""
-    return head + buf.getvalue()
+    return head + buf.getvalue() + "".join(_paired_line(reports[0], r) + "\n" for r in reports[1:])
+
+
+def _paired_line(first: dict[str, Any], other: dict[str, Any]) -> str:
+    a, b = str(first.get("run_dir")), str(other.get("run_dir"))
+    if other.get("paired") is None:
+        return f"{b} - {a}: no problems in common (or no results.sqlite): no paired comparison"
+    return "paired: " + paired_text(other["paired"], a, b)
 
 
 def write_compare_html(reports: Sequence[dict[str, Any]], path: str | Path) -> None:

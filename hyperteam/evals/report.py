@@ -23,7 +23,7 @@ from typing import Any
 
 from hyperteam.agents._numbers import normalize_number
 from hyperteam.errors import ConfigError
-from hyperteam.evals._html import SIMULATED_BANNER, num, pct, pct_ci, problems_text, render_html
+from hyperteam.evals._html import SIMULATED_BANNER, num, paired_text, pct, pct_ci, problems_text, render_html
 from hyperteam.evals.store import ResultRow, ResultStore
 
 _Z95 = 1.959963984540054  # the two-sided 95% quantile of the standard normal
@@ -157,6 +157,12 @@ def write_report(store_or_dir: ResultStore | str | Path, out_dir: str | Path | N
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = build_report(rows, meta)
+    if path != ":memory:":
+        from hyperteam.evals.baseline import baseline_summary
+
+        baseline = baseline_summary(Path(path).parent, rows)
+        if baseline is not None:
+            report["baseline"] = baseline
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "report.html").write_text(render_html(report, rows), encoding="utf-8")
     return report
@@ -208,6 +214,8 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
     if report.get("wall_s") is not None:
         summary.add_row("wall time", f"{report['wall_s']:.1f} s")
     tables: list[Table] = [summary]
+    if report.get("baseline"):
+        tables.append(_baseline_table(report))
     if report["errors_by_kind"]:
         errors = Table(title="errors by kind")
         errors.add_column("kind")
@@ -220,6 +228,24 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
             tables.append(_breakdown(report[key], title, layer=key == "per_layer"))
     head = SIMULATED_BANNER + "\n" if report.get("simulated") else ""
     return head + _to_text(tables, color=color, width=width)
+
+
+def _baseline_table(report: dict[str, Any]) -> Any:
+    """The team against its equal-token baseline, and the paired difference on the same problems."""
+    from rich.table import Table
+    from rich.text import Text
+
+    b = report["baseline"]
+    table = Table(title=Text(f"team vs {b['team']} with {b['samples']} samples (the same tokens)"))
+    for name in ("run", "n", "strict", "tokens / problem"):
+        table.add_column(name, justify="left" if name == "run" else "right")
+    table.add_row(Text(str(report.get("team"))), str(report["n"]), pct_ci(report["accuracy"]["strict"],
+                  report["ci95"]["strict"]), num(report["tokens"]["per_problem"], 0))  # fmt: skip
+    table.add_row(Text(f"{b['team']} x{b['samples']}"), str(b["n"]), pct_ci(b["accuracy"]["strict"],
+                  b["ci95"]["strict"]), num(b["tokens"]["per_problem"], 0))  # fmt: skip
+    if b.get("paired"):
+        table.caption = paired_text(b["paired"], str(report.get("team")), f"{b['team']} x{b['samples']}")
+    return table
 
 
 def _breakdown(stats: dict[str, dict[str, Any]], title: str, *, layer: bool) -> Any:

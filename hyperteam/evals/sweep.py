@@ -57,6 +57,8 @@ def load_sweep(path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
             if key not in _KEYS:
                 raise ConfigError(f"sweep file {path}: unknown setting {key!r}; known: {', '.join(sorted(_KEYS))}")
         run = {**base, **{k: v for k, v in defaults.items() if v is not None}, **entry}
+        if not run.get("suite") and run.get("data"):
+            run["suite"] = Path(str(run["data"])).stem  # a file needs no made-up suite name
         if not run.get("suite"):
             raise ConfigError(f"sweep file {path}: run {i + 1} names no suite")
         name = str(run.get("name") or f"{run['suite']}-{run['team']}-{i + 1}")
