@@ -40,6 +40,8 @@ def _generated_data_dir() -> Path:
 _CACHE = Path(tempfile.mkdtemp(prefix="hyperteam-test-cache-"))
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ["HF_HUB_OFFLINE"] = "1"
+# huggingface_hub's user-agent code fetches a registry from the real hub unless telemetry is off.
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HYPERTEAM_CACHE_DIR"] = str(_CACHE)
 
 REAL_DATA_DIR = _real_data_dir()

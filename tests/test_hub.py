@@ -50,6 +50,8 @@ def test_gsm8k_downloads_its_1319_problems_once_then_loads_from_the_cache(online
         assert problems[0].answer == "18" and problems[0].question == records[0]["question"]
         assert problems[1318].id == "gsm8k-test-1318"
         assert ("GET", f"/datasets/openai/gsm8k/resolve/{_commit()}/main/test-00000-of-00001.parquet") in hub.requests
+        # A HEAD to find the commit, then the file at that commit: nothing else is asked of the hub.
+        assert all(path.startswith("/datasets/openai/gsm8k/resolve/") for _, path in hub.requests), hub.requests
     assert (online / "gsm8k" / "test.jsonl").is_file()
     assert datasets.is_available("gsm8k")
     # The stand-in is stopped: the second load reads the cache, and goes nowhere near the network.
