@@ -60,7 +60,7 @@ def refusal(status: int, code: str, message: str) -> bytes:
 
 
 class _Refused(Exception):
-    pass
+    """Raised in a parser callback to stop parsing a head over a limit (the message says which)."""
 
 
 def protocol_class(limits: HttpLimits) -> Any:
@@ -78,7 +78,7 @@ def protocol_class(limits: HttpLimits) -> Any:
             super().__init__(*args, **kwargs)
             self._awaiting_head = True  # no request's headers complete yet
             self._head_bytes = 0
-            self._header_count = 0
+            self._header_count = self._parsed_bytes = 0
             self._body_pending = False  # headers complete, the app reading, the body not yet whole
             self._refused = False
             self._timer: asyncio.TimerHandle | None = None
@@ -116,7 +116,7 @@ def protocol_class(limits: HttpLimits) -> Any:
                     self._unsupported_upgrade_warning()
             except httptools.HttpParserError as exc:
                 if isinstance(exc.__context__, _Refused):
-                    self._refuse(431, "headers_too_large", f"more than {limits.max_headers} request headers")
+                    self._refuse(431, "headers_too_large", str(exc.__context__))
                     return
                 logger.warning("invalid HTTP request received")
                 self.send_400_response("Invalid HTTP request received.")
@@ -125,14 +125,25 @@ def protocol_class(limits: HttpLimits) -> Any:
                 self._refuse(431, "headers_too_large", f"the request head is larger than {limits.max_head_bytes} bytes")
 
         def on_message_begin(self) -> None:
-            self._header_count = 0
+            self._header_count = self._parsed_bytes = 0
             super().on_message_begin()
 
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
         def on_header(self, name: bytes, value: bytes) -> None:
+            # A head that arrives whole in one read is measured here; one still arriving, by data_received.
             self._header_count += 1
             if self._header_count > limits.max_headers:
-                raise _Refused  # stops the parser: feed_data raises, and data_received refuses
+                raise _Refused(f"more than {limits.max_headers} request headers")  # stops the parser
+            self._count(len(name) + len(value) + 4)
             super().on_header(name, value)
+
+        def _count(self, size: int) -> None:
+            self._parsed_bytes += size
+            if self._parsed_bytes > limits.max_head_bytes:
+                raise _Refused(f"the request head is larger than {limits.max_head_bytes} bytes")
 
         def on_headers_complete(self) -> None:
             self._awaiting_head = False
