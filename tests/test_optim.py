@@ -168,11 +168,16 @@ def test_gradients_stay_under_their_bound_over_50_steps():
 # --- patches ------------------------------------------------------------------
 
 
-def step_with_patch(reply: str) -> tuple[ht.LayeredTeam, list]:
+def step_with_patch(reply: str, *, retry: str | None = None) -> tuple[ht.LayeredTeam, list]:
     team = two_layer_team()
     team.named_parameters()[0][1].grad = "change it"  # as backward() leaves it, for layer "solve"
-    with ScriptedModel([reply]) as updater:  # one call: the updater's, for the one layer with a gradient
+    # one call: the updater's, for the one layer with a gradient; a second when the first cannot be used
+    with ScriptedModel([reply] if retry is None else [reply, retry]) as updater:
         records = asyncio.run(TextualGradientDescent(team, model=updater).step())
+    if retry is not None:
+        assert (
+            "Your previous reply could not be used: " + records[0].reason in updater.requests[1].messages[-1]["content"]
+        )
     return team, records
 
 
@@ -204,7 +209,7 @@ def test_a_valid_patch_is_applied():
 )
 def test_a_malformed_patch_is_rejected_with_its_reason_and_never_half_applied(reply, reason):
     before = two_layer_team().state_dict()
-    team, records = step_with_patch(reply)
+    team, records = step_with_patch(reply, retry=reply)  # the same mistake twice: rejected after one retry
     assert [r.status for r in records] == ["rejected"]
     assert reason in records[0].reason
     assert team.state_dict() == before

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from hyperteam.topologies.result import TeamResult
 
 _TRACE_CHARS = 3000  # a layer's trace slice in one gradient prompt
-_STEP_CHARS = 300  # one agent output inside a trace slice
+_STEP_CHARS = 400  # the end of one agent output inside a trace slice
+_FINAL_CHARS = 600  # the end of the final reasoning shown to the evaluator
+_LAYER_TAIL_CHARS = 300  # the end of each layer's fused output shown to the evaluator
 
 
 @dataclass(slots=True)
@@ -105,6 +107,8 @@ class EvaluatorLoss:
                 gold=ex.gold,
                 answer=ex.result.answer,
                 trace=layer_answers(ex.result),
+                tails=layer_tails(ex.result),
+                final=tail(ex.result.text, _FINAL_CHARS),
             )
             loss.events.append(event)
             loss.feedback.append(clip(between(out.text, "feedback") or out.text, self.max_chars))
@@ -152,7 +156,7 @@ class Loss:
         limit = self.fn.max_chars
         cases = [
             {"question": clip(ex.question, 600), "gold": ex.gold, "answer": ex.result.answer,
-             "layers": layer_answers(ex.result), "feedback": fb}
+             "layers": layer_answers(ex.result), "feedback": fb, "final": tail(ex.result.text, _LAYER_TAIL_CHARS)}
             for ex, fb in wrong
         ]  # fmt: skip
         out, event = await ask(
@@ -215,8 +219,30 @@ def layer_answers(result: TeamResult) -> str:
     return " | ".join(parts)
 
 
+def tail(text: str, limit: int) -> str:
+    """The end of ``text`` in at most ``limit`` characters, from a word start: where the error and answer are."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    end = text[len(text) - limit + 1 :]
+    cut = end.find(" ")
+    return "…" + (end[cut + 1 :] if 0 <= cut < limit // 2 else end)
+
+
+def layer_tails(result: TeamResult) -> list[dict[str, str]]:
+    """The end of each layer's fused output (or its last agent output), for the evaluator."""
+    tails: list[dict[str, str]] = []
+    for name in dict.fromkeys(ev.layer for ev in result.trace):
+        events = [ev for ev in result.trace if ev.layer == name and ev.kind in ("agent", "fusion") and ev.output]
+        fused = [ev for ev in events if ev.kind == "fusion"]
+        chosen = fused[-1] if fused else events[-1] if events else None
+        if chosen is not None:
+            tails.append({"layer": name, "text": tail(chosen.output, _LAYER_TAIL_CHARS)})
+    return tails
+
+
 def layer_slice(results: list[TeamResult], layer: str) -> str:
-    """The layer's part of each trace: its input, each agent's output, its fusion's choice; bounded."""
+    """The layer's part of each trace: its input, the end of each agent's output, its fusion's choice; bounded."""
     blocks: list[str] = []
     used = 0
     for i, result in enumerate(results, start=1):
@@ -225,7 +251,7 @@ def layer_slice(results: list[TeamResult], layer: str) -> str:
             if ev.layer != layer:
                 continue
             if ev.kind == "agent":
-                lines.append(f"{ev.agent} -> {ev.answer}: {clip(ev.output, _STEP_CHARS)}")
+                lines.append(f"{ev.agent} -> {ev.answer}: {tail(ev.output, _STEP_CHARS)}")
             elif ev.kind == "fusion":
                 lines.append(f"aggregator {ev.detail.get('strategy')} -> {ev.answer} ({ev.detail.get('reason', '')})")
             elif ev.kind == "route":

@@ -3,12 +3,20 @@
 ``TextualGradientDescent`` is torch's ``optim.SGD`` for team specs: it holds
 the team, and ``await optimizer.step()`` asks an updater model, once per
 layer that has a gradient, for a structured patch (see
-:mod:`hyperteam.optim.patch`). Each layer keeps a short momentum history of
-its past gradients and whether their updates were kept, shown to the
-updater so that it does not repeat a reverted change. A patch that does not
-parse, names what is not there, or makes an invalid team is rejected and
-recorded with its reason; valid patches are applied to the team in place.
-The trainer then calls :meth:`record_outcome` with the validation verdict.
+:mod:`hyperteam.optim.patch`); a patch may also add, remove or move layers.
+Each layer keeps a short momentum history: past gradients, the patch each
+led to, its outcome (kept, reverted or malformed) and the validation change,
+shown to the updater so that it does not repeat a reverted change. A reply
+that cannot be used is asked for once more with the error quoted; a patch
+that still does not parse, names what is not there, or makes an invalid
+team is rejected and recorded with its reason; valid patches are applied to
+the team in place. The trainer then calls :meth:`record_outcome` with the
+validation verdict.
+
+Structured output: with ``structured="auto"`` (the default) the first update
+call to each model asks for the patch schema (``json_schema``); a model whose
+reply is pure JSON honours it and keeps getting it, any other (an error, or
+prose) is remembered as not honouring it and asked in plain text from then on.
 
 Example:
     >>> opt = TextualGradientDescent(team, model="sim:0.7", momentum=3)   # doctest: +SKIP
@@ -19,12 +27,13 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from hyperteam.agents._calls import ask, clip
-from hyperteam.agents.messages import TraceEvent
+from hyperteam.agents.messages import AgentOutput, TraceEvent
 from hyperteam.errors import ConfigError, ModelError, ParseError
 from hyperteam.models.runtime import Runtime
 from hyperteam.models.types import ChatModel, Usage
@@ -32,6 +41,8 @@ from hyperteam.optim.patch import Patch, apply_patch, copy_spec, parse_patch
 from hyperteam.topologies.io import team_from_dict
 from hyperteam.topologies.layered import LayeredTeam
 from hyperteam.topologies.team import Team
+
+log = logging.getLogger(__name__)
 
 # Aggregators the updater may choose; "adaptive" and "confidence_vote" need
 # state or logprobs that a patch cannot provide, so they are left out.
@@ -53,6 +64,8 @@ class PatchRecord:
     text: str
     reason: str = ""
     accepted: bool | None = None
+    notes: list[str] = field(default_factory=list)
+    retried: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,11 +73,22 @@ class PatchRecord:
 
 @dataclass(slots=True)
 class Moment:
-    """One entry of a layer's momentum history."""
+    """One entry of a layer's momentum history: the gradient, the patch it led to, and how that went.
+
+    ``outcome``: ``kept`` or ``reverted`` (the validation verdict), ``malformed`` (no usable
+    patch), None until known. ``val_change``: the validation score after minus before.
+    """
 
     step: int
     gradient: str
-    accepted: bool | None = None
+    patch: str = ""
+    outcome: Literal["kept", "reverted", "malformed"] | None = None
+    val_change: float | None = None
+
+    @property
+    def accepted(self) -> bool | None:
+        """Whether the update was kept (False for reverted and malformed ones; None until known)."""
+        return None if self.outcome is None else self.outcome == "kept"
 
 
 class TextualGradientDescent:
@@ -76,9 +100,11 @@ class TextualGradientDescent:
         runtime: clients and cache for the calls; default: the event loop's runtime.
         momentum: how many past gradients per layer the updater sees.
         max_agents: the most agents a patch may leave in a layer.
-        structured: ``"json_schema"`` constrains the reply to the patch schema (``ChatRequest.json_schema``:
-            vLLM ``structured_outputs``, OpenAI ``response_format``); ``"json_object"`` sends
-            ``response_format={"type": "json_object"}``; None relies on the ``<patch>`` delimiters.
+        structured: ``"auto"`` probes each model once with the patch schema and keeps using it where
+            it is honoured (see above); ``"json_schema"`` always constrains the reply to the patch
+            schema (``ChatRequest.json_schema``: vLLM ``structured_outputs``, OpenAI ``response_format``);
+            ``"json_object"`` sends ``response_format={"type": "json_object"}``; None relies on the
+            ``<patch>`` delimiters.
 
     Example:
         >>> import hyperteam as ht
@@ -93,7 +119,7 @@ class TextualGradientDescent:
         runtime: Runtime | None = None,
         momentum: int = 3,
         max_agents: int = 7,
-        structured: Literal["json_schema", "json_object"] | None = None,
+        structured: Literal["auto", "json_schema", "json_object"] | None = "auto",
     ) -> None:
         if not isinstance(team, LayeredTeam):
             raise ConfigError(f"textual backprop trains layered teams; {team.name!r} is a {type(team).__name__}")
@@ -110,6 +136,8 @@ class TextualGradientDescent:
         self.records: list[PatchRecord] = []
         self.usage = Usage()
         self.last_events: list[TraceEvent] = []
+        # model name -> whether it honours json_schema; probed on the first update call
+        self.honours_schema: dict[str, bool] = {}
 
     def zero_grad(self) -> None:
         self.team.zero_grad()
@@ -124,8 +152,8 @@ class TextualGradientDescent:
         records: list[PatchRecord] = []
         for layer in self.team.layers:
             gradient = grads.get(layer.name)
-            if not gradient:
-                continue
+            if not gradient or not any(e["name"] == layer.name for e in spec["layers"]):
+                continue  # no gradient, or an earlier patch of this step removed the layer
             past = list(self.history.get(layer.name, ()))
             moments = self.history.setdefault(layer.name, deque(maxlen=self.momentum or None))
             moment = Moment(self.steps, gradient)
@@ -134,8 +162,9 @@ class TextualGradientDescent:
             record, patched = await self._update(model, spec, layer.name, gradient, past)
             if patched is not None:
                 spec = patched  # the next layer's patch builds on this one
+                moment.patch = record.text
             else:
-                moment.accepted = False
+                moment.outcome, moment.patch = "malformed", record.reason
             records.append(record)
         if any(r.status == "applied" for r in records):
             restore(self.team, spec)
@@ -145,35 +174,68 @@ class TextualGradientDescent:
     async def _update(
         self, model: ChatModel, spec: dict[str, Any], layer: str, gradient: str, past: list[Moment]
     ) -> tuple[PatchRecord, dict[str, Any] | None]:
+        variables = {
+            "spec": json.dumps(layer_spec(spec, layer), ensure_ascii=False), "gradient": gradient, "history": past,
+            "fusions": UPDATE_FUSIONS, "max_agents": self.max_agents, "layers": [e["name"] for e in spec["layers"]],
+        }  # fmt: skip
+        error = previous = ""
+        for attempt in (1, 2):  # a reply that cannot be used is asked for once more, with the error quoted
+            try:
+                out = await self._ask(model, layer, variables, error=error, previous=previous)
+            except ModelError as exc:
+                reason = f"the updater's call failed: {exc.kind}: {exc}"
+                return PatchRecord(self.steps, layer, "rejected", "", reason, retried=attempt > 1), None
+            try:
+                patch = parse_patch(out.text)
+                candidate = apply_patch(spec, layer, patch, max_agents=self.max_agents)
+                team_from_dict(candidate, source=f"patch of layer {layer!r}")
+            except (ParseError, ConfigError) as exc:
+                error, previous = str(exc), clip(out.text, 1500)
+                continue
+            record = PatchRecord(self.steps, layer, "applied", patch.describe(), notes=patch.notes)
+            record.retried = attempt > 1
+            return record, candidate
+        return PatchRecord(self.steps, layer, "rejected", previous, error, retried=True), None
+
+    async def _ask(
+        self, model: ChatModel, layer: str, variables: dict[str, Any], *, error: str, previous: str
+    ) -> AgentOutput:
+        name = getattr(model, "name", type(model).__name__)
+        probe = self.structured == "auto" and name not in self.honours_schema
+        use_schema = self.structured == "json_schema" or (
+            self.structured == "auto" and self.honours_schema.get(name, True)
+        )
         extra = {"response_format": {"type": "json_object"}} if self.structured == "json_object" else None
-        schema = Patch.model_json_schema() if self.structured == "json_schema" else None
+        schema = Patch.model_json_schema() if use_schema else None
         try:
             out, event = await ask(
                 model, "optim.updater", "update", layer=layer, target=layer, extra=extra, json_schema=schema,
-                spec=json.dumps(layer_spec(spec, layer), ensure_ascii=False), gradient=gradient,
-                history=past, fusions=UPDATE_FUSIONS, max_agents=self.max_agents,
+                error=error, previous=previous, **variables,
             )  # fmt: skip
         except ModelError as exc:
-            return PatchRecord(self.steps, layer, "rejected", "", f"the updater's call failed: {exc.kind}: {exc}"), None
+            if not probe or exc.status is None or not 400 <= exc.status < 500 or exc.status in (401, 403, 429):
+                raise  # only a refused request (400, 422, ...) says the schema is not understood
+            log.info("updater model %s refused the patch schema (%s): plain text from now on", name, exc)
+            self.honours_schema[name] = False
+            return await self._ask(model, layer, variables, error=error, previous=previous)
+        if probe:
+            honours = out.text.strip().startswith(("{", "["))
+            self.honours_schema[name] = honours
+            log.info("updater model %s %s the patch schema", name, "honours" if honours else "ignores")
         self.last_events.append(event)
         self.usage = self.usage + event.usage
-        try:
-            patch = parse_patch(out.text)
-            candidate = apply_patch(spec, layer, patch, max_agents=self.max_agents)
-            team_from_dict(candidate, source=f"patch of layer {layer!r}")
-        except (ParseError, ConfigError) as exc:
-            return PatchRecord(self.steps, layer, "rejected", clip(out.text, 2000), str(exc)), None
-        return PatchRecord(self.steps, layer, "applied", patch.describe()), candidate
+        return out
 
-    def record_outcome(self, accepted: bool) -> None:
+    def record_outcome(self, accepted: bool, *, val_change: float | None = None) -> None:
         """Tells the optimizer whether the last step's applied patches were kept (for the momentum)."""
         for record in self.records:
             if record.step == self.steps and record.status == "applied":
                 record.accepted = accepted
         for moments in self.history.values():
             for moment in moments:
-                if moment.step == self.steps and moment.accepted is None:
-                    moment.accepted = accepted
+                if moment.step == self.steps and moment.outcome is None:
+                    moment.outcome = "kept" if accepted else "reverted"
+                    moment.val_change = val_change
 
     def state_dict(self) -> dict[str, Any]:
         """The optimizer's state (step count, momentum, records, usage), JSON-ready."""
@@ -182,16 +244,26 @@ class TextualGradientDescent:
             "history": {k: [asdict(m) for m in v] for k, v in self.history.items()},
             "records": [r.to_dict() for r in self.records],
             "usage": self.usage.to_dict(),
+            "honours_schema": dict(self.honours_schema),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = int(state["steps"])
         self.history = {
-            k: deque((Moment(**m) for m in v), maxlen=self.momentum or None) for k, v in state["history"].items()
+            k: deque((_moment(m) for m in v), maxlen=self.momentum or None) for k, v in state["history"].items()
         }
         self.records = [PatchRecord(**r) for r in state["records"]]
+        self.honours_schema = dict(state.get("honours_schema", {}))
         u = state["usage"]
         self.usage = Usage(u["prompt_tokens"], u["completion_tokens"], u["calls"], u["latency_s"])
+
+
+def _moment(data: dict[str, Any]) -> Moment:
+    data = dict(data)
+    if "accepted" in data:  # a checkpoint written before momentum carried outcomes
+        accepted = data.pop("accepted")
+        data["outcome"] = None if accepted is None else "kept" if accepted else "reverted"
+    return Moment(**data)
 
 
 def snapshot(team: Team) -> dict[str, Any]:

@@ -7,6 +7,17 @@ more right), then on the full validation set (strictly higher score), or it
 is reverted. The current team's per-problem validation results are kept, so
 only the patched team is run. Accepted layers join the layer pool.
 
+Honest reports: validation selected the patches, so it cannot say whether
+training helped. With ``test`` problems (held out of both), the untrained
+and the trained team are scored on them after training, and the report
+gives both, the validation-minus-test gap and the exact McNemar p-value of
+the paired difference.
+
+Loud failures: a problem whose run failed counts as wrong, and each step says
+how many failed and why (by kind); when more than ``max_failed`` of a
+minibatch (or of the validation set) failed, training stops with an error
+instead of learning from an endpoint's timeouts.
+
 After every step the whole state (team, optimizer momentum, position,
 validation results, pool, history, tokens) is written atomically to the
 checkpoint, so a killed run started again resumes after its last finished
@@ -27,14 +38,17 @@ import logging
 import os
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from hyperteam.errors import ConfigError, HyperteamError, ModelError
 from hyperteam.evals.datasets import Problem
+from hyperteam.evals.stats import compare_paired
 from hyperteam.models.runtime import Runtime
 from hyperteam.models.types import ChatModel, Usage
+from hyperteam.optim._failures import Failures, failure_kind
 from hyperteam.optim.loss import EvaluatorLoss, Example
 from hyperteam.optim.optimizer import TextualGradientDescent, restore, snapshot
 from hyperteam.optim.pool import LayerPool
@@ -54,6 +68,8 @@ class Trainer:
         team: the team to train (updated in place; ``trainer.team`` after a resume).
         train: training problems.
         val: validation problems, disjoint from ``train``.
+        test: held-out test problems, disjoint from both; the untrained and the trained
+            team are scored on them after training (``report["test"]``). Empty: no test.
         model: the team's model for agents that name none.
         optimizer_model: evaluator, gradient and updater model; default: ``model``.
         epochs: passes over ``train``.
@@ -65,8 +81,12 @@ class Trainer:
         seed: shuffling and validation-minibatch sampling.
         max_gradient_chars: the bound on each textual gradient.
         momentum: past gradients per layer shown to the updater.
-        structured: ``"json_schema"`` constrains the updater's output to the patch schema (vLLM
-            ``structured_outputs``, OpenAI ``response_format``); ``"json_object"`` asks for any JSON.
+        structured: ``"auto"`` (default) probes each updater model once with the patch schema and
+            keeps it where honoured; ``"json_schema"`` always constrains the updater's output to the
+            patch schema (vLLM ``structured_outputs``, OpenAI ``response_format``); ``"json_object"``
+            asks for any JSON; None: plain text with ``<patch>`` delimiters.
+        max_failed: training stops with a ``ModelError`` when more than this share of a
+            minibatch's (or the validation set's) problems failed.
         runtime: clients and cache; default: a new runtime with ``max_concurrency=concurrency``.
         log: called with one line per step (the CLI prints them).
 
@@ -82,6 +102,7 @@ class Trainer:
         *,
         train: Sequence[Problem],
         val: Sequence[Problem],
+        test: Sequence[Problem] = (),
         model: str | ChatModel | None = None,
         optimizer_model: str | ChatModel | None = None,
         epochs: int = 2,
@@ -93,7 +114,8 @@ class Trainer:
         seed: int = 0,
         max_gradient_chars: int = 800,
         momentum: int = 3,
-        structured: Literal["json_schema", "json_object"] | None = None,
+        structured: Literal["auto", "json_schema", "json_object"] | None = "auto",
+        max_failed: float = 0.5,
         runtime: Runtime | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
@@ -104,12 +126,19 @@ class Trainer:
             raise ConfigError("training needs at least one training and one validation problem")
         if {p.id for p in train} & {p.id for p in val}:
             raise ConfigError("validation problems must be held out of the training problems")
+        if {p.id for p in test} & ({p.id for p in train} | {p.id for p in val}):
+            raise ConfigError("test problems must be held out of the training and validation problems")
+        if not 0.0 <= max_failed <= 1.0:
+            raise ConfigError(f"max_failed must be between 0 and 1, got {max_failed}")
         if budget_tokens is not None and budget_tokens < 1:
             raise ConfigError(f"budget_tokens must be >= 1, got {budget_tokens}")
         if not isinstance(team, LayeredTeam):
             raise ConfigError(f"textual backprop trains layered teams; {team.name!r} is a {type(team).__name__}")
         self.team = team
-        self.train, self.val = list(train), list(val)
+        self.train, self.val, self.test = list(train), list(val), list(test)
+        self.max_failed = max_failed
+        self.failures = Failures()
+        self.test_report: dict[str, Any] | None = None
         self.model = model
         self.optimizer_model = optimizer_model if optimizer_model is not None else model
         self.epochs, self.batch = epochs, batch
@@ -172,6 +201,8 @@ class Trainer:
                     self.epoch, self.batch_index = self.epoch + 1, 0
                     self._save()
             self.stopped = self.stopped or "done"
+            if self.test:
+                await self._held_out_test(runtime)
         finally:
             self.wall_s += time.perf_counter() - started
             if self.runtime is None:
@@ -195,9 +226,16 @@ class Trainer:
         step, before = self.step_count, snapshot(self.team)
         entry: dict[str, Any] = {"step": step, "epoch": self.epoch + 1, "val_before": self.val_score}
         tokens_before = (self.team_usage.total_tokens, self.optimizer_usage.total_tokens)
+        results, kinds = await self._run_checked(problems, runtime, f"step {step}'s minibatch")
+        failed = Failures()
+        failed.add(kinds, results)
+        entry["failed"] = failed.to_dict()
         try:
-            results = await self._run(problems, runtime)
-            examples = [Example(p.question, p.answer, r) for p, r in zip(problems, results, strict=True) if r]
+            examples = [
+                Example(p.question, p.answer, r)
+                for p, r, k in zip(problems, results, kinds, strict=True)
+                if r is not None and k is None
+            ]
             loss = await self.loss_fn(self.team, examples)
             grads = await loss.backward()
             self._loss_usage = self._loss_usage + loss.usage
@@ -215,7 +253,9 @@ class Trainer:
         entry["patches"] = [r.to_dict() for r in records]
         applied = [r for r in records if r.status == "applied"]
         if "outcome" not in entry:
-            if not grads.layers:
+            if not grads.layers and failed.n_failed:
+                entry.update(outcome="skipped", reason=f"{failed.describe()}; the others were right: no gradient")
+            elif not grads.layers:
                 entry.update(outcome="skipped", reason="every answer of the minibatch was right: no gradient")
             elif not applied:
                 entry.update(outcome="rejected", reason="no valid patch")
@@ -230,9 +270,10 @@ class Trainer:
         }
         self.steps.append(entry)
         self.curve.append({"step": step, "val": self.val_score, "accepted": entry["outcome"] == "accepted"})
+        failed_note = f"; {failed.describe()}" if failed.n_failed else ""
         self._log(
             f"step {step} (epoch {entry['epoch']}): {entry['outcome']}; validation {self.val_score:.3f}; "
-            f"tokens team {self.team_usage.total_tokens}, optimizer {self.optimizer_usage.total_tokens}"
+            f"tokens team {self.team_usage.total_tokens}, optimizer {self.optimizer_usage.total_tokens}{failed_note}"
         )
 
     async def _validate(self, entry: dict[str, Any], before: dict[str, Any], runtime: Runtime) -> None:
@@ -264,32 +305,94 @@ class Trainer:
             where = "minibatch" if "val_candidate" not in entry else "full validation set"
             entry.update(outcome="reverted", reason=f"validation did not improve on the {where}")
             restore(self.team, before)
-        self.optimizer.record_outcome(accepted)
+        # the change on the full validation set when it was scored, else on the minibatch
+        if "val_candidate" in entry:
+            change = entry["val_candidate"] - entry["val_before"]
+        else:
+            change = (new_right - old_right) / len(sample)
+        self.optimizer.record_outcome(accepted, val_change=round(change, 4))
 
-    async def _run(self, problems: Sequence[Problem], runtime: Runtime) -> list[TeamResult | None]:
+    async def _run(
+        self, problems: Sequence[Problem], runtime: Runtime, team: LayeredTeam | None = None
+    ) -> tuple[list[TeamResult | None], list[str | None]]:
+        """Runs the team on each problem; returns the results and, per problem, why it failed (or None)."""
         gate = asyncio.Semaphore(self.concurrency)
+        runner = team if team is not None else self.team
 
-        async def one(problem: Problem) -> TeamResult | None:
+        async def one(problem: Problem) -> tuple[TeamResult | None, str | None]:
             async with gate:
                 try:
-                    result = await self.team.run(problem.question, runtime=runtime, model=self.model)
+                    result = await runner.run(problem.question, runtime=runtime, model=self.model)
                 except HyperteamError as exc:  # a failed problem counts as wrong, as in evals
                     log.info("problem %s failed: %s", problem.id, exc)
-                    return None
+                    return None, failure_kind(None, f"{getattr(exc, 'kind', type(exc).__name__)}: {exc}")
             self.team_usage = self.team_usage + result.usage
-            return result
+            return result, failure_kind(result)
 
-        return list(await asyncio.gather(*(one(p) for p in problems)))
+        pairs = await asyncio.gather(*(one(p) for p in problems))
+        return [r for r, _ in pairs], [k for _, k in pairs]
 
-    async def _score(self, problems: Sequence[Problem], runtime: Runtime) -> dict[str, bool]:
-        results = await self._run(problems, runtime)
+    async def _run_checked(
+        self, problems: Sequence[Problem], runtime: Runtime, what: str, team: LayeredTeam | None = None
+    ) -> tuple[list[TeamResult | None], list[str | None]]:
+        """``_run``, counting failures and fallbacks; raises when more than ``max_failed`` failed."""
+        results, kinds = await self._run(problems, runtime, team)
+        self.failures.add(kinds, results)
+        failed = Failures()
+        failed.add(kinds, results)
+        if problems and failed.n_failed > self.max_failed * len(problems):
+            self.stopped = f"failed: {failed.describe()} in {what}"
+            self._save()
+            raise ModelError(
+                f"{failed.describe()} in {what}: training stops (more than {self.max_failed:.0%} failed). "
+                "Check the endpoint (is it up, does it time out?); the checkpoint is kept, so a rerun resumes",
+                kind="problems_failed",
+            )
+        return results, kinds
+
+    async def _score(
+        self, problems: Sequence[Problem], runtime: Runtime, team: LayeredTeam | None = None, what: str = "validation"
+    ) -> dict[str, bool]:
+        results, _ = await self._run_checked(problems, runtime, what, team)
         return {p.id: r is not None and r.answer == p.answer for p, r in zip(problems, results, strict=True)}
+
+    async def _held_out_test(self, runtime: Runtime) -> None:
+        """Scores the untrained and the trained team on the test problems; fills ``test_report``."""
+        untrained_team = team_from_dict(self.initial_spec, source="the untrained team")
+        assert isinstance(untrained_team, LayeredTeam)
+        before = await self._score(self.test, runtime, untrained_team, "the test of the untrained team")
+        after = await self._score(self.test, runtime, None, "the test of the trained team")
+        a = [before[p.id] for p in self.test]
+        b = [after[p.id] for p in self.test]
+        paired = compare_paired(a, b)
+        untrained, trained = sum(a) / len(a), sum(b) / len(b)
+        self.test_report = {
+            "n": len(self.test),
+            "untrained": untrained,
+            "trained": trained,
+            "change": trained - untrained,
+            "ci95": [paired.lo, paired.hi],
+            "p_value": paired.p_value,
+            "significant": paired.p_value < 0.05,
+            "only_untrained_right": paired.only_a,
+            "only_trained_right": paired.only_b,
+            "untrained_val": self.curve[0]["val"] if self.curve else None,
+            "trained_val": self.val_score,
+            "gap": self.val_score - trained,
+        }
+        verdict = "significant" if paired.p_value < 0.05 else "not significant"
+        self._log(
+            f"test ({len(self.test)} held-out problems): untrained {untrained:.3f} -> trained {trained:.3f} "
+            f"({trained - untrained:+.3f}, McNemar p = {paired.p_value:.3g}, {verdict}); "
+            f"validation {self.val_score:.3f}, gap validation - test {self.val_score - trained:+.3f}"
+        )
 
     def _fingerprint(self) -> dict[str, Any]:
         return {
             "team": self.initial_spec.get("name"),
             "train": [p.id for p in self.train],
             "val": [p.id for p in self.val],
+            "test": [p.id for p in self.test],
             "epochs": self.epochs,
             "batch": self.batch,
             "seed": self.seed,
@@ -313,7 +416,9 @@ class Trainer:
             "curve": self.curve,
             "stopped": self.stopped,
             "wall_s": self.wall_s,
-        }
+            "failures": {"problems": self.failures.problems, "failed": dict(self.failures.failed),
+                         "fallbacks": dict(self.failures.fallbacks)},
+        }  # fmt: skip
         tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
@@ -343,6 +448,12 @@ class Trainer:
         self.steps, self.curve = state["steps"], state["curve"]
         self.stopped = "" if state["stopped"].startswith("token budget") else state["stopped"]
         self.wall_s = state["wall_s"]
+        saved = state.get("failures", {})
+        self.failures = Failures(
+            saved.get("problems", 0), Counter(saved.get("failed", {})), Counter(saved.get("fallbacks", {}))
+        )
+        if self.stopped.startswith("failed:"):
+            self.stopped = ""  # a run stopped by failures resumes once the endpoint is back
         self.resumed_from = self.step_count
         self._log(f"resuming from checkpoint {self.checkpoint}: after step {self.step_count}, epoch {self.epoch + 1}")
         return True

@@ -4,8 +4,11 @@ A layer with ``router="llm"`` and some ``candidates`` asks its first
 agent's model (the team's default model unless that agent names one),
 before its agents run, which of ``[fusion, *candidates]`` suits this task
 and this layer input. The pick and the router's reason go
-in the trace as a ``route`` event. A reply without a valid ``Choice:`` line,
-or a failed call, falls back to the layer's fixed ``fusion`` and says so.
+in the trace as a ``route`` event. The ``Choice:`` line is read as open
+models write it (``Choice: 2``, ``Choice: [2]``, ``Choice: 2 (llm_select)``,
+``Choice: llm_select``). A reply without a readable choice, or a failed
+call, falls back to the layer's fixed ``fusion``, says so, and is marked
+``detail["fallback"] = True`` so that reports can count fallbacks.
 
 Example:
     >>> import hyperteam as ht
@@ -15,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from hyperteam.agents._calls import ask
@@ -68,10 +72,15 @@ async def route(layer: Layer, task: str, layer_input: str | None, ctx: RunContex
         )
     except ModelError as exc:
         event = TraceEvent("route", layer.name, f"{layer.name}.router", "", "", None, Usage(), f"{exc.kind}: {exc}")
-        event.detail = {"options": names, "choice": names[0], "reason": f"router failed ({exc.kind}): fixed aggregator"}
+        event.detail = {
+            "options": names,
+            "choice": names[0],
+            "reason": f"router failed ({exc.kind}): fixed aggregator",
+            "fallback": True,
+        }
         ctx.emit(event)
         return options[0], [event]
-    k = parse_index(tagged_line(out.text, "Choice"), len(options))
+    k = _choice(tagged_line(out.text, "Choice"), names)
     reason = tagged_line(out.text, "Reason") or ""
     fallback = k is None
     if fallback:
@@ -81,3 +90,18 @@ async def route(layer: Layer, task: str, layer_input: str | None, ctx: RunContex
     event.detail = {"options": names, "choice": names[k], "reason": reason, "fallback": fallback}
     ctx.emit(event)
     return options[k], [event]
+
+
+def _choice(value: str | None, names: list[str]) -> int | None:
+    """The 0-based option a ``Choice:`` value names: ``2``, ``[2]``, ``2 (llm_select)``, ``2.`` or a name."""
+    k = parse_index(value, len(names))
+    if k is not None or value is None:
+        return k
+    lead = re.match(r"\s*(?:option\s*)?\[?\s*(\d+)\s*\]?(?:[\s.):,]|$)", value)
+    if lead:
+        k = parse_index(lead.group(1), len(names))
+        named = [i for i, name in enumerate(names) if name in value]
+        # "2 (llm_select)": the number wins unless it contradicts the one name given
+        return k if k is not None and (not named or named == [k]) else None
+    named = [i for i, name in enumerate(names) if re.search(rf"\b{re.escape(name)}\b", value)]
+    return named[0] if len(named) == 1 else None

@@ -266,7 +266,7 @@ def _mentions(text: str) -> list[str]:
 
 
 def _overturned(text: str) -> list[str]:
-    return list(dict.fromkeys(re.findall(r"layer ([\w.\-]+) overturned", text)))
+    return list(dict.fromkeys(name.rstrip(".") for name in re.findall(r"layer ([\w.\-]+) overturned", text)))
 
 
 def _pass_on(text: str) -> str:
@@ -279,7 +279,7 @@ def _pass_on(text: str) -> str:
 def _local_gradient(prompt: str) -> str:
     target = _field(prompt, "Layer", "").split(" ")[0]
     shown = prompt.split("Global gradient of the team:", 1)[-1]
-    removes = [name for name in re.findall(r"remove layer ([\w.\-]+)", shown) if name == target]
+    removes = [name for name in re.findall(r"remove layer ([\w.\-]+)", shown) if name.rstrip(".") == target]
     parts = [f"Layer {target} overturned right answers: remove layer {target}."] if removes else []
     parts += [f"Agents of layer {target}: {_BY_NAME[n].advice}" for n in _mentions(shown)[:2]]
     return "<gradient>" + (" ".join(parts) or f"Layer {target}: nothing specific to change.") + "</gradient>"
