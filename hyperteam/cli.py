@@ -165,9 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve_model = sub.add_parser(
         "serve-model",
-        help="serve a model with vLLM (GPU) until Ctrl-C",
+        help="serve a model with vLLM (GPU) or llama.cpp (CPU, --engine llama.cpp) until Ctrl-C",
         description="Serve a model with vLLM: prefix caching on, replicas on their own ports. "
-        "Flags not listed here go to `vllm serve`.",
+        "Flags not listed here go to `vllm serve`. With --engine llama.cpp, serve a GGUF model on the CPU.",
     )
     vllm_cli.add_arguments(serve_model)
     serve_model.set_defaults(func=cmd_serve_model)

@@ -44,7 +44,10 @@ async def ask(
     )
     result = await model.chat(request)
     text = result.text
-    out = AgentOutput(who, text, extract_answer(text) if template == "revise" else None, result.usage)
+    finish = result.completions[0].finish_reason if result.completions else None
+    out = AgentOutput(
+        who, text, extract_answer(text) if template == "revise" else None, result.usage, finish_reason=finish
+    )
     return out, TraceEvent.of(layer, prompt[:_TRACE_INPUT_CHARS], out, kind=template)
 
 

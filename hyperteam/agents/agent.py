@@ -93,6 +93,7 @@ class Agent(BaseModel):
             extract_answer(text),
             result.usage,
             logprobs=completion.logprobs if completion else None,
+            finish_reason=completion.finish_reason if completion else None,
         )
 
     async def respond_all(
@@ -119,7 +120,14 @@ class Agent(BaseModel):
         for i, (name, completion) in enumerate(zip(names, result.completions, strict=False)):
             usage = result.usage if i == 0 else Usage()
             outputs.append(
-                AgentOutput(name, completion.text, extract_answer(completion.text), usage, logprobs=completion.logprobs)
+                AgentOutput(
+                    name,
+                    completion.text,
+                    extract_answer(completion.text),
+                    usage,
+                    logprobs=completion.logprobs,
+                    finish_reason=completion.finish_reason,
+                )
             )
         missing = names[len(outputs) :]  # a server that returned fewer choices than asked
         outputs += [AgentOutput(name, "", None, error="malformed: fewer choices than n") for name in missing]

@@ -1,4 +1,4 @@
-"""Model servers that hyperteam starts and stops: vLLM on GPUs (:mod:`.vllm`).
+"""Model servers that hyperteam starts and stops: vLLM on GPUs (:mod:`.vllm`), llama.cpp on CPUs (:mod:`.llamacpp`).
 
 Each backend owns a model-spec prefix (``vllm:ORG/MODEL``), registered here
 with :func:`hyperteam.models.spec.register_scheme` when hyperteam is
@@ -24,3 +24,12 @@ def _vllm(rest: str, runtime: Runtime) -> ChatModel:
 
 
 register_scheme("vllm", _vllm)
+
+
+def _llamacpp(rest: str, runtime: Runtime) -> ChatModel:
+    from hyperteam.backends.llamacpp.managed import managed_model
+
+    return managed_model(rest, runtime=runtime)
+
+
+register_scheme("llamacpp", _llamacpp)

@@ -47,6 +47,8 @@ class Measured:
     correct: int
     failed: int
     stages: list[list[list[int]]] = field(default_factory=list)  # per problem, per stage: completion tokens
+    endpoint: dict[str, Any] = field(default_factory=dict)  # hyperteam only: the in-flight limit and its source
+    call_errors: dict[str, int] = field(default_factory=dict)  # hyperteam only: failed agent calls, by kind
 
     @property
     def cpu_ms_per_call(self) -> float:
@@ -73,15 +75,22 @@ async def _measure(problems: list[Problem], concurrency: int, solve: Callable[[P
 
 
 async def run_hyperteam(team: LayeredTeam, url: str, problems: list[Problem], concurrency: int) -> Measured:
-    async with Runtime(max_concurrency=concurrency) as runtime:
+    # No in-flight limit is set: the client finds the server's (its /props) and keeps to it.
+    errors: Counter[str] = Counter()
+    async with Runtime() as runtime:
         model = f"{url}#sim-0.8"
 
         async def solve(p: Problem) -> tuple[str, list[list[int]]]:
             result = await team.run(p.question, runtime=runtime, model=model)
+            errors.update(ev.error.split(":", 1)[0] for ev in result.trace if ev.error)
             return result.text, stages_of([ev.to_dict() for ev in result.trace])
 
         results, wall, cpu = await _measure(problems, concurrency, solve)
-    return _tally(problems, results, wall, cpu)
+        stats = runtime.endpoint_stats()
+    measured = _tally(problems, results, wall, cpu)
+    measured.endpoint = stats[0] if stats else {}
+    measured.call_errors = dict(errors)
+    return measured
 
 
 def _messages(team: LayeredTeam, question: str) -> tuple[list[list[dict[str, str]]], Any]:
@@ -251,6 +260,12 @@ def main(argv: list[str]) -> int:
             "failed": m.failed,
         }
     _print_table(rows, args, len(problems))
+    hm = measured["hyperteam"]
+    print(
+        f"hyperteam client: at most {hm.endpoint.get('peak_in_flight')} in flight "
+        f"(limit {hm.endpoint.get('limit')}, from the {hm.endpoint.get('source')}); "
+        f"failed agent calls: {hm.call_errors or 'none'}"
+    )
     out = dict(rows["hyperteam"])
     out.update(
         {
@@ -263,6 +278,12 @@ def main(argv: list[str]) -> int:
                 "concurrency": args.server_concurrency,
             },
             "baselines": {name: rows[name] for name in baselines},
+            "client": {
+                "peak_in_flight": hm.endpoint.get("peak_in_flight"),
+                "limit": hm.endpoint.get("limit"),
+                "limit_source": hm.endpoint.get("source"),
+                "failed_calls": hm.call_errors,
+            },
         }
     )
     if args.json_path:

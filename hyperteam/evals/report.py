@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hyperteam.agents._numbers import normalize_number
+from hyperteam.agents.messages import REPLY_FLAGS, count_replies
 from hyperteam.errors import ConfigError
 from hyperteam.evals._html import SIMULATED_BANNER, num, paired_text, pct, pct_ci, problems_text, render_html
 from hyperteam.evals.store import ResultRow, ResultStore
@@ -126,6 +127,7 @@ def build_report(rows: Sequence[ResultRow], meta: dict[str, Any]) -> dict[str, A
         },
         "per_agent": _per_agent(rows),
         "per_layer": _per_layer(rows),
+        "replies": _replies(rows),
         "meta": dict(meta),
     }
 
@@ -226,6 +228,8 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
     for key, title in (("per_agent", "per agent"), ("per_layer", "per layer")):
         if report[key]:
             tables.append(_breakdown(report[key], title, layer=key == "per_layer"))
+    if report.get("replies", {}).get("per_agent"):
+        tables.append(_replies_table(report["replies"]))
     head = SIMULATED_BANNER + "\n" if report.get("simulated") else ""
     return head + _to_text(tables, color=color, width=width)
 
@@ -294,6 +298,31 @@ def _per_agent(rows: Sequence[ResultRow]) -> dict[str, dict[str, Any]]:
         for agent, answer in final.items():
             _score(stats[agent], answer, row.gold)
     return {name: _finish(s) for name, s in stats.items()}
+
+
+def _replies(rows: Sequence[ResultRow]) -> dict[str, Any]:
+    """Empty, truncated (``finish_reason: length``) and fallback replies: in all, and per agent that had any."""
+    per_agent: dict[str, dict[str, int]] = {}
+    for row in rows:
+        for agent, counts in count_replies(row.trace).items():
+            total = per_agent.setdefault(agent, dict.fromkeys(REPLY_FLAGS, 0))
+            for flag, k in counts.items():
+                total[flag] += k
+    totals = {flag: sum(c[flag] for c in per_agent.values()) for flag in REPLY_FLAGS}
+    return {**totals, "per_agent": dict(sorted(per_agent.items()))}
+
+
+def _replies_table(replies: dict[str, Any]) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="replies to look at (empty, cut by max_tokens, fallbacks)")
+    table.add_column("agent")
+    for flag in REPLY_FLAGS:
+        table.add_column(flag, justify="right")
+    for agent, counts in replies["per_agent"].items():
+        table.add_row(Text(agent), *(str(counts[flag]) for flag in REPLY_FLAGS))
+    return table
 
 
 def _per_layer(rows: Sequence[ResultRow]) -> dict[str, dict[str, Any]]:

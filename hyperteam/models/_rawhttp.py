@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlsplit
 
 
 class ConnectionFailed(ConnectionError):
     """The connection failed or closed before a whole response arrived."""
+
+
+class Stalled(TimeoutError):
+    """Nothing arrived for longer than the no-progress bound (the connection is dropped)."""
+
+    def __init__(self, idle_s: float) -> None:
+        super().__init__(f"no progress for {idle_s:.3g} s")
+        self.idle_s = idle_s
 
 
 class _Connection(asyncio.Protocol):
@@ -29,6 +37,8 @@ class _Connection(asyncio.Protocol):
         self.buf = bytearray()
         self.closed = False
         self.got_bytes = False
+        self.progress_at = 0.0  # loop time of the last progress: body bytes, or an SSE data event
+        self.first_data_at = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -38,6 +48,7 @@ class _Connection(asyncio.Protocol):
         self.chunked = False
         self.close_after = False
         self.head_done = False
+        self.event_stream = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -59,6 +70,13 @@ class _Connection(asyncio.Protocol):
                 return
             self._parse_head(bytes(self.buf[:end]))
             del self.buf[: end + 4]
+        # A head alone is no progress (servers send it before a request leaves their
+        # queue), nor are keep-alive comments (": ping"): they say the server lives.
+        if self.buf and (not self.event_stream or b"data:" in data):
+            now = asyncio.get_running_loop().time()
+            self.progress_at = now
+            if not self.first_data_at:
+                self.first_data_at = now
         if self.chunked:
             body = self._dechunk()
             if body is not None:
@@ -81,6 +99,7 @@ class _Connection(asyncio.Protocol):
         elif "content-length" in self.headers:
             self.body_len = int(self.headers["content-length"])
         self.close_after = self.headers.get("connection", "").lower() == "close"
+        self.event_stream = "text/event-stream" in self.headers.get("content-type", "")
 
     def _dechunk(self) -> bytes | None:
         body = bytearray()
@@ -151,33 +170,90 @@ class RawHttpTransport:
             TimeoutError: the deadline passed (the connection is dropped).
             ConnectionError: the connection failed.
         """
-        request = (
-            f"POST {self._prefix}{path} HTTP/1.1\r\n{self._head}Content-Length: {len(body)}\r\n\r\n".encode() + body
-        )
+        status, headers, data, _ = await self.send("POST", path, body, timeout_s=timeout_s)
+        return status, headers, data
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        *,
+        timeout_s: float | None = None,
+        stall_s: float | None = None,
+        moved: Callable[[], float] | None = None,
+        root: bool = False,
+    ) -> tuple[int, dict[str, str], bytes, float | None]:
+        """Sends one request; returns status, lower-cased headers, the body and the
+        seconds from sending to the first data (an SSE ``data:`` event, or the body).
+
+        Args:
+            timeout_s: a deadline for the whole exchange (None: none).
+            stall_s: the no-progress bound: the call is cut when nothing arrived
+                for this long (keep-alive comments do not count).
+            moved: the loop time the caller's queue last moved (e.g. another
+                call to the same server finished): progress too, for a call
+                that has had no byte yet.
+            root: ``path`` is from the server's root, not from the base URL's path.
+
+        Raises:
+            TimeoutError: the deadline passed (the connection is dropped).
+            Stalled: no progress within ``stall_s``.
+            ConnectionError: the connection failed.
+        """
+        prefix = "" if root else self._prefix
+        length = f"Content-Length: {len(body)}\r\n" if body or method == "POST" else ""
+        request = f"{method} {prefix}{path} HTTP/1.1\r\n{self._head}{length}\r\n".encode() + body
         async with asyncio.timeout(timeout_s):
             while True:
                 reused = bool(self._idle)
                 conn = self._idle.pop() if reused else await self._connect()
                 try:
-                    return await self._exchange(conn, request)
+                    return await self._exchange(conn, request, stall_s, moved)
                 except ConnectionFailed:
                     if not (reused and not conn.got_bytes):
                         raise
 
-    async def _exchange(self, conn: _Connection, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    async def _exchange(
+        self, conn: _Connection, request: bytes, stall_s: float | None = None, moved: Callable[[], float] | None = None
+    ) -> tuple[int, dict[str, str], bytes, float | None]:
         if conn.closed or conn.transport is None or conn.transport.is_closing():
             self._all.discard(conn)
             raise ConnectionFailed("stale connection")
+        loop = asyncio.get_running_loop()
         conn.got_bytes = False
-        conn.waiter = asyncio.get_running_loop().create_future()
+        conn.waiter = waiter = loop.create_future()
+        conn.progress_at = sent_at = loop.time()
+        conn.first_data_at = 0.0
         conn.transport.write(request)
+        watchdog = None
+        if stall_s is not None:
+
+            def check() -> None:
+                nonlocal watchdog
+                if waiter.done():
+                    return
+                last = conn.progress_at
+                if moved is not None and not conn.first_data_at:
+                    last = max(last, moved())
+                idle = loop.time() - last
+                if idle >= stall_s:
+                    waiter.set_exception(Stalled(idle))
+                else:
+                    watchdog = loop.call_later(stall_s - idle, check)
+
+            watchdog = loop.call_later(stall_s, check)
         try:
-            result = await conn.waiter
+            status, headers, data = await waiter
         except BaseException:
             # Timed out, cancelled or failed: the connection's state is unknown, so drop it.
             conn.transport.close()
             self._all.discard(conn)
             raise
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+        first = conn.first_data_at - sent_at if conn.first_data_at else None
         if conn.closed:
             self._all.discard(conn)
         elif len(self._idle) < self._max:
@@ -185,7 +261,7 @@ class RawHttpTransport:
         else:
             conn.transport.close()
             self._all.discard(conn)
-        return result
+        return status, headers, data, first
 
     async def close(self) -> None:
         for conn in list(self._all):

@@ -23,6 +23,9 @@ from hyperteam.models.types import ChatRequest, ChatResult, Completion, Usage
 
 log = logging.getLogger(__name__)
 
+# A hosted API (HTTPS) is not probed; this many requests go out at first, and its 429s halve it.
+HOSTED_START = 128
+
 
 class Endpoint:
     """One OpenAI-compatible server: its transport, limits and retry policy.
@@ -106,7 +109,7 @@ class Endpoint:
 
         if not isinstance(self.transport, RawHttpTransport):
             # A hosted API (HTTPS): no probes; its own limits come back as 429s, which halve ours.
-            self.limit.set_capacity(self.limit.ceiling, "adaptive")
+            self.limit.set_capacity(min(self.limit.ceiling, HOSTED_START), "adaptive")
             self.mode = "adaptive"
             return
         self.mode = await discover(self.transport, self.limit, url=self.base_url)

@@ -11,19 +11,28 @@ NO_RETRY_STATUSES = frozenset({400, 401, 403, 404, 409, 413, 422})
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Retries with capped exponential backoff and full jitter.
+    """Retries with capped exponential backoff and full jitter, and when to give up on a call.
+
+    A call is judged by its progress, not by a fixed total time: requests are
+    streamed, and a call is cut once nothing has arrived for ``stall_s``
+    (tokens, or for a call still waiting for its first token, another call
+    to the same server finishing: its queue moved). A slow answer that keeps
+    coming is never cut unless ``timeout_s`` is set.
 
     Attributes:
         max_attempts: attempts in all, the first one included.
         base_delay_s: the first backoff; it doubles with each attempt.
         max_delay_s: no single wait is longer.
-        timeout_s: the deadline of one call, all attempts and waits included.
+        timeout_s: an optional deadline of one call, all attempts and waits
+            included (default None: none).
+        stall_s: the no-progress bound (default 60 s).
     """
 
     max_attempts: int = 4
     base_delay_s: float = 0.25
     max_delay_s: float = 8.0
-    timeout_s: float = 120.0
+    timeout_s: float | None = None
+    stall_s: float | None = 60.0
 
     def retryable(self, status: int | None) -> bool:
         """Whether a failure with this HTTP status (None: no response) is worth another try."""

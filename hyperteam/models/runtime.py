@@ -20,6 +20,10 @@ from hyperteam.models.endpoint import Endpoint
 from hyperteam.models.retry import RetryPolicy
 from hyperteam.models.types import ChatModel
 
+# What a server may get at most when nobody set a limit: the server's own
+# capacity (asked or learned) is what holds beneath it.
+DEFAULT_CEILING = 1024
+
 _DEFAULTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Runtime] = weakref.WeakKeyDictionary()
 
 
@@ -27,8 +31,13 @@ class Runtime:
     """Pools endpoints (one client each) and resolved models for a process.
 
     Args:
-        max_concurrency: requests in flight per endpoint, across all runs.
-            Default: ``HYPERTEAM_MAX_CONCURRENCY`` or 128.
+        max_concurrency: the most requests in flight per endpoint, across all
+            runs (default 1024). Beneath it each endpoint keeps in flight what
+            its server serves at once: asked of the server or learned, so a
+            one-slot llama.cpp server gets one request at a time and the rest
+            wait in the client (see :mod:`hyperteam.models.capacity`).
+            ``HYPERTEAM_MAX_CONCURRENCY``, where set, is a limit the user
+            chose: exactly that many in flight, nothing learned.
         requests_per_second: an optional rate limit per endpoint.
         retry: the retry policy and per-call deadline.
         cache: a path for the SQLite response cache (or a ``ResponseCache``);
@@ -48,8 +57,12 @@ class Runtime:
         retry: RetryPolicy | None = None,
         cache: str | Path | ResponseCache | None = None,
     ) -> None:
-        if max_concurrency is None:
+        self.adaptive = True
+        if os.environ.get("HYPERTEAM_MAX_CONCURRENCY"):
             max_concurrency = _env_int("HYPERTEAM_MAX_CONCURRENCY", 128)
+            self.adaptive = False
+        elif max_concurrency is None:
+            max_concurrency = DEFAULT_CEILING
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.max_concurrency = max_concurrency
@@ -65,8 +78,12 @@ class Runtime:
         """Closes ``resource`` (its ``aclose()``) when the runtime closes: e.g. a managed vLLM server."""
         self._owned.append(resource)
 
-    def endpoint(self, base_url: str, api_key: str | None = None) -> Endpoint:
-        """The shared endpoint client for ``base_url`` (created on first use)."""
+    def endpoint(self, base_url: str, api_key: str | None = None, *, capacity: int | None = None) -> Endpoint:
+        """The shared endpoint client for ``base_url`` (created on first use).
+
+        ``capacity``: what the server serves at once, where the caller knows it
+        (a server hyperteam started); a limit the user set still wins.
+        """
         key = (base_url.rstrip("/"), api_key)
         ep = self._endpoints.get(key)
         if ep is None:
@@ -77,9 +94,16 @@ class Runtime:
                 requests_per_second=self.requests_per_second,
                 retry=self.retry,
                 cache=self.cache,
+                adaptive=self.adaptive,
+                capacity=capacity if self.adaptive else None,
             )
             self._endpoints[key] = ep
         return ep
+
+    def endpoint_stats(self) -> list[dict[str, Any]]:
+        """Per endpoint used: its in-flight limit and where it came from, the peak, and notes
+        such as a server that ignores ``n`` or sends no usage (see :meth:`Endpoint.stats`)."""
+        return [ep.stats() for ep in self._endpoints.values()]
 
     def model(self, spec: str | ChatModel | None) -> ChatModel:
         """Resolves a model spec (see :func:`hyperteam.models.resolve`) against this runtime."""

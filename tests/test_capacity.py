@@ -1,0 +1,190 @@
+"""Real-server behaviour the client must meet: few slots, no ``n``, hangs told from slow answers.
+
+Against the simulator over loopback HTTP (as a server in another process would be) and small
+aiohttp servers that behave as llama.cpp's does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from hyperteam.models import ChatRequest, Endpoint, EndpointModel, RetryPolicy, Runtime
+from hyperteam.models.capacity import slots_from_props, vllm_gauges
+from hyperteam.models.limits import AdaptiveLimit
+from hyperteam.testing.sim import LatencyModel, SimBrain, SimServer
+
+QUESTION = "A farmer has 12 cows and buys 30 more. How many cows does the farmer have?"
+
+
+def _request(**kw: object) -> ChatRequest:
+    return ChatRequest([{"role": "user", "content": QUESTION}], **kw)  # type: ignore[arg-type]
+
+
+async def _sim(tmp_path: Path, **kw: object) -> SimServer:
+    server = SimServer(SimBrain(data_dir=tmp_path), request_log=tmp_path / "requests.jsonl", **kw)  # type: ignore[arg-type]
+    await server.start()
+    return server
+
+
+def _log(tmp_path: Path) -> list[dict]:
+    return [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+
+
+async def test_a_server_that_reports_its_slots_gets_no_more_than_that_in_flight(tmp_path):
+    server = await _sim(tmp_path, latency=LatencyModel(20, 1), max_concurrency=4)
+    try:
+        async with Runtime() as rt:  # no limit given: the server's /props says 4
+            model = rt.model(f"{server.url}#sim-0.8")
+            results = await asyncio.gather(*(model.chat(_request(seed=i)) for i in range(40)))
+            stats = rt.endpoint_stats()[0]
+    finally:
+        await server.close()
+    assert all(r.text for r in results)
+    assert (stats["limit"], stats["source"]) == (4, "server")
+    entries = _log(tmp_path)
+    assert len(entries) == 40 and all(e["status"] == 200 for e in entries)
+    assert max(e["in_flight"] for e in entries) == 4  # never a queue at the server
+
+
+async def test_a_silent_server_with_two_slots_is_learned_and_never_flooded(tmp_path):
+    # As llama-cpp-python's server: it says nothing about its capacity.
+    server = await _sim(tmp_path, latency=LatencyModel(30, 8), max_concurrency=2, report_slots=False)
+    try:
+        async with Runtime() as rt:
+            model = rt.model(f"{server.url}#sim-0.8")
+            results = await asyncio.gather(*(model.chat(_request(seed=i)) for i in range(30)))
+            stats = rt.endpoint_stats()[0]
+    finally:
+        await server.close()
+    assert all(r.text for r in results)
+    assert stats["source"] == "adaptive" and stats["limit"] <= 3
+    entries = _log(tmp_path)
+    assert all(e["status"] == 200 for e in entries)
+    assert max(e["in_flight"] for e in entries) <= 2 + 2  # its slots plus a small queue, while probing
+    assert sum(e["queue_ms"] > 50 for e in entries) <= 6  # most requests never waited at the server
+
+
+async def test_a_user_set_limit_wins_over_what_the_server_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYPERTEAM_MAX_CONCURRENCY", "6")
+    server = await _sim(tmp_path, latency=LatencyModel(20, 1), max_concurrency=2)
+    try:
+        async with Runtime() as rt:
+            model = rt.model(f"{server.url}#sim-0.8")
+            await asyncio.gather(*(model.chat(_request(seed=i)) for i in range(24)))
+            stats = rt.endpoint_stats()[0]
+    finally:
+        await server.close()
+    assert (stats["limit"], stats["source"]) == (6, "user")
+    assert max(e["in_flight"] for e in _log(tmp_path)) == 6
+
+
+async def test_a_server_that_stalls_mid_answer_is_cut_after_the_no_progress_bound(tmp_path):
+    server = await _sim(tmp_path, latency=LatencyModel(50, 20), fault_rate=1.0, faults=["stall"])
+    policy = RetryPolicy(stall_s=0.5)
+    try:
+        model = EndpointModel(Endpoint(server.url, retry=policy, capacity=8), "sim-0.8")
+        started = time.perf_counter()
+        with pytest.raises(Exception, match=r"stalled: no progress for 0\.5") as info:
+            await model.chat(_request())
+        elapsed = time.perf_counter() - started
+        await model.endpoint.close()
+    finally:
+        await server.close()
+    assert info.value.kind == "stalled"  # type: ignore[attr-defined]
+    assert 0.5 <= elapsed < 1.2  # cut at the bound, counted from the last piece that arrived
+
+
+async def test_a_slow_but_steady_answer_completes_past_several_no_progress_bounds(tmp_path):
+    # Pieces arrive every ~0.5 s for ~2.5 s; nothing is silent for the 1 s bound, so nothing is cut.
+    server = await _sim(tmp_path, latency=LatencyModel(100, 0))
+    try:
+        policy = RetryPolicy(stall_s=1.0)
+        model = EndpointModel(Endpoint(server.url, retry=policy, capacity=8), "sim-0.8")
+        probe = await model.chat(_request())
+        tokens = probe.usage.completion_tokens
+        server.latency = LatencyModel(100, 2400 / tokens)  # the same answer again takes ~2.5 s
+        started = time.perf_counter()
+        result = await model.chat(_request())
+        elapsed = time.perf_counter() - started
+        await model.endpoint.close()
+    finally:
+        await server.close()
+    assert result.text == probe.text and result.usage.completion_tokens == tokens
+    assert elapsed > 2.0  # twice the no-progress bound: a fixed deadline of 2 s would have cut it
+
+
+class _OneChoice:
+    """Answers like llama.cpp's server: one choice whatever ``n`` says; records what was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[dict] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.asked.append(body)
+        text = f"#### {body.get('seed')}"
+        return web.json_response(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 3},
+            }
+        )
+
+
+async def test_samples_a_server_does_not_return_are_asked_separately_and_remembered():
+    fake = _OneChoice()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fake.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        endpoint = Endpoint(f"http://127.0.0.1:{port}/v1", capacity=4)
+        model = EndpointModel(endpoint, "m")
+        first = await model.chat(_request(n=5, seed=7, temperature=0.7))
+        second = await model.chat(_request(n=5, seed=7, temperature=0.7))
+        await endpoint.close()
+    finally:
+        await runner.cleanup()
+    assert [c.text for c in first.completions] == ["#### 7", "#### 8", "#### 9", "#### 10", "#### 11"]
+    assert first.usage.calls == 5 and first.usage.completion_tokens == 15
+    assert [c.text for c in second.completions] == [c.text for c in first.completions]
+    assert [b.get("n") for b in fake.asked] == [5, None, None, None, None] + [None] * 5  # remembered
+    assert any("n=5" in note for note in endpoint.notes)
+
+
+def test_capacity_is_read_from_llama_cpp_props_and_vllm_gauges():
+    assert slots_from_props(b'{"total_slots": 4, "default_generation_settings": {}}') == 4
+    assert slots_from_props(b'{"total_slots": true}') is None and slots_from_props(b"nope") is None
+    metrics = (
+        b'# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name="m"} 7.0\n'
+        b'vllm:num_requests_waiting{model_name="m"} 3.0\n'
+    )
+    assert vllm_gauges(metrics) == (7.0, 3.0)
+    assert vllm_gauges(b"process_cpu_seconds_total 3\n") is None
+
+
+async def test_aimd_halves_on_queueing_once_per_round_trip_and_creeps_back():
+    limit = AdaptiveLimit(64, start=8, source="adaptive")
+    limit.observe(sent_at=0.0, now=0.1, first_byte_s=0.1)  # the fastest first token: 0.1 s
+    limit.observe(sent_at=0.0, now=3.0, first_byte_s=3.0)  # waited in the server's queue
+    assert limit.limit == 4 and limit.cuts == 1
+    limit.observe(sent_at=0.0, now=3.1, first_byte_s=3.1)  # sent before the cut: no second cut
+    assert limit.limit == 4
+    async with limit:  # at the limit, a reply that did not wait raises it slowly
+        limit.in_flight = 4
+        for _ in range(16):
+            limit.observe(sent_at=4.0, now=4.2, first_byte_s=0.1)
+        limit.in_flight = 1
+    assert limit.limit == 5
