@@ -8,6 +8,7 @@ import socket
 import time
 from pathlib import Path
 
+import huggingface_hub.constants
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -38,6 +39,8 @@ def online(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HYPERTEAM_CACHE_DIR", str(tmp_path / "ht"))
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: an earlier test may have imported it offline.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     return tmp_path / "ht" / "data"
 
 
