@@ -115,6 +115,7 @@ def test_unfinished_huge_headers_are_refused_without_growing_memory(tmp_path):
         done.set()
         watcher.join()
         growth = peak[0] - before
+        print(f"\n8 unfinished 32 MiB heads: service RSS {before:.1f} -> peak {peak[0]:.1f} MiB (+{growth:.1f})")
         assert growth < 64, f"memory grew {growth:.1f} MiB"
         for answer in answers:
             assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
@@ -212,6 +213,8 @@ def test_a_disconnected_client_stops_its_run_at_the_model_server(tmp_path, logge
     # 8 calls of 250 ms each would run for 2 s; each run made at most 3 before its client left.
     plain = [t for t in arrivals if t < gone[0] + 1.0]
     streamed = [t for t in arrivals if t > gone[0] + 1.0]
+    late = [max(plain) - gone[0], max(streamed) - gone[1]] if plain and streamed else None
+    print(f"\nmodel calls: plain {len(plain)}, streamed {len(streamed)}; last arrival after disconnect (s): {late}")
     assert 1 <= len(plain) <= 3 and 1 <= len(streamed) <= 3, (gone, arrivals)
     assert all(t <= gone[0] + 1.0 for t in plain) and all(t <= gone[1] + 1.0 for t in streamed)
     with sqlite3.connect(tmp_path / "runs.sqlite") as db:
