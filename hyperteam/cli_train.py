@@ -32,9 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh", action="store_true", help="ignore a checkpoint left by an earlier run")
     parser.add_argument(
         "--structured-output",
-        choices=["json_schema", "json_object"],
-        help="json_schema: the optimizer's patches constrained to the patch schema (vLLM structured_outputs,"
-        " OpenAI response_format); json_object: any JSON",
+        choices=["auto", "json_schema", "json_object", "none"],
+        help="auto (default for textual backprop): probe each updater endpoint once with the patch schema and "
+        "keep it where honoured; json_schema: always constrain patches to the schema (vLLM structured_outputs,"
+        " OpenAI response_format); json_object: any JSON; none: plain text between <patch> tags",
     )
     parser.add_argument(
         "--topology", choices=TOPOLOGY_LEARNERS, help="learn a communication topology instead of prompts"
@@ -42,7 +43,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples-per-query", type=int, default=10, help="--topology: hypergraphs sampled per query")
     parser.add_argument("--token-penalty", type=float, help="--topology: λ in utility = correct − λ·tokens")
     parser.add_argument(
-        "--test", type=int, default=0, help="--topology: then compare with complete and chain on N test problems"
+        "--test",
+        type=int,
+        default=None,
+        help="held-out test problems from the suite's test split: the untrained and the trained team are "
+        "compared on them (default 200 for textual backprop, 0 to skip; --topology: compare with complete "
+        "and chain, default 0)",
+    )
+    parser.add_argument(
+        "--ops",
+        help="textual backprop: comma-separated patch operations the updater may use "
+        "(default all; set_role,set_instructions learns prompts only)",
+    )
+    parser.add_argument(
+        "--val-batch",
+        type=int,
+        help="textual backprop: validation problems in the first acceptance check (default --batch)",
     )
 
 

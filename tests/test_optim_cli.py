@@ -95,7 +95,8 @@ def test_a_token_budget_stops_training_cleanly(data_dir, tmp_path, capsys):
         (["--train", "0"], "--train must be >= 1"),
         (["--out", "trained.txt"], "--out must be a .json, .yaml or .yml file"),
         (["--team", "hypergraph-gsm8k"], "textual backprop trains layered teams"),
-        (["--test", "100"], "--test applies to --topology training only"),
+        (["--test", "-1"], "--test must be >= 0"),
+        (["--ops", "set_role,rename"], "--ops: unknown operation 'rename'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(data_dir, tmp_path, capsys, extra, message):

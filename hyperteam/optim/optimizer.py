@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -37,7 +38,7 @@ from hyperteam.agents.messages import AgentOutput, TraceEvent
 from hyperteam.errors import ConfigError, ModelError, ParseError
 from hyperteam.models.runtime import Runtime
 from hyperteam.models.types import ChatModel, Usage
-from hyperteam.optim.patch import Patch, apply_patch, copy_spec, parse_patch
+from hyperteam.optim.patch import OP_NAMES, Patch, apply_patch, copy_spec, parse_patch
 from hyperteam.topologies.io import team_from_dict
 from hyperteam.topologies.layered import LayeredTeam
 from hyperteam.topologies.team import Team
@@ -105,6 +106,8 @@ class TextualGradientDescent:
             schema (``ChatRequest.json_schema``: vLLM ``structured_outputs``, OpenAI ``response_format``);
             ``"json_object"`` sends ``response_format={"type": "json_object"}``; None relies on the
             ``<patch>`` delimiters.
+        ops: the operations the updater may use (default: all of :data:`~hyperteam.optim.patch.OP_NAMES`);
+            ``("set_role", "set_instructions")`` learns prompts only.
 
     Example:
         >>> import hyperteam as ht
@@ -120,7 +123,11 @@ class TextualGradientDescent:
         momentum: int = 3,
         max_agents: int = 7,
         structured: Literal["auto", "json_schema", "json_object"] | None = "auto",
+        ops: Sequence[str] = OP_NAMES,
     ) -> None:
+        unknown = [op for op in ops if op not in OP_NAMES]
+        if unknown or not ops:
+            raise ConfigError(f"ops must be some of {', '.join(OP_NAMES)}; got {', '.join(unknown) or 'none'}")
         if not isinstance(team, LayeredTeam):
             raise ConfigError(f"textual backprop trains layered teams; {team.name!r} is a {type(team).__name__}")
         if momentum < 0:
@@ -131,6 +138,7 @@ class TextualGradientDescent:
         self.momentum = momentum
         self.max_agents = max_agents
         self.structured = structured
+        self.ops = tuple(ops)
         self.steps = 0
         self.history: dict[str, deque[Moment]] = {}
         self.records: list[PatchRecord] = []
@@ -177,6 +185,7 @@ class TextualGradientDescent:
         variables = {
             "spec": json.dumps(layer_spec(spec, layer), ensure_ascii=False), "gradient": gradient, "history": past,
             "fusions": UPDATE_FUSIONS, "max_agents": self.max_agents, "layers": [e["name"] for e in spec["layers"]],
+            "ops": self.ops,
         }  # fmt: skip
         error = previous = ""
         for attempt in (1, 2):  # a reply that cannot be used is asked for once more, with the error quoted
@@ -187,6 +196,9 @@ class TextualGradientDescent:
                 return PatchRecord(self.steps, layer, "rejected", "", reason, retried=attempt > 1), None
             try:
                 patch = parse_patch(out.text)
+                refused = [f"op {i} ({op.op})" for i, op in enumerate(patch.ops) if op.op not in self.ops]
+                if refused:
+                    raise ParseError(f"{', '.join(refused)} not allowed: use only {', '.join(self.ops)}")
                 candidate = apply_patch(spec, layer, patch, max_agents=self.max_agents)
                 team_from_dict(candidate, source=f"patch of layer {layer!r}")
             except (ParseError, ConfigError) as exc:

@@ -1,9 +1,14 @@
-"""The training report: validation per step, patches kept and rejected, tokens by team and optimizer.
+"""The training report: validation and held-out test side by side, patches, failures, tokens.
 
 Written as ``train_report.json`` and a self-contained ``train_report.html``
-(inline CSS, the learning curve as an inline PNG, no scripts, nothing
-fetched) in the style of the eval reports. A run made with the simulated
-model says so at the top of both.
+(inline CSS, the learning curves as an inline PNG, no scripts, nothing
+fetched) in the style of the eval reports. Validation selected the patches,
+so the report's claim is the ``test`` section: the untrained and the
+trained team on held-out problems, the change with its paired 95% interval,
+the exact McNemar p-value and the validation-minus-test gap. Failed problems
+(by kind), aggregator and router fallbacks, and patches repaired, retried or
+rejected are counted. A run made with the simulated model says so at the top
+of both.
 """
 
 from __future__ import annotations
@@ -28,11 +33,25 @@ def build_report(trainer: Trainer) -> dict[str, Any]:
     team_specs = [t.model, t.optimizer_model, t.team.model, *(a.model for a in t.team.agents)]
     accepted = [s for s in t.steps if s.get("outcome") == "accepted"]
     patches = [dict(p, outcome=s.get("outcome")) for s in t.steps for p in s.get("patches", [])]
+    problems = {
+        "failed": t.failures.n_failed,
+        "of": t.failures.problems,
+        "failed_by_kind": dict(t.failures.failed),
+        "fallbacks": dict(t.failures.fallbacks),
+        "steps_with_failures": sum(1 for s in t.steps if s.get("failed", {}).get("failed")),
+    }
+    replies = {
+        "patches": len(patches),
+        "repaired": sum(1 for p in patches if p.get("notes")),
+        "retried": sum(1 for p in patches if p.get("retried")),
+        "rejected": sum(1 for p in patches if p["status"] == "rejected"),
+        "structured_output": dict(t.optimizer.honours_schema),
+    }
     return {
         "team": t.team.name,
         "model": _name(t.model),
         "optimizer_model": _name(t.optimizer_model),
-        "simulated": is_simulated(*team_specs),
+        "simulated": is_simulated(*(_name(s) for s in team_specs)),
         "config": {
             "train": len(t.train),
             "val": len(t.val),
@@ -41,11 +60,16 @@ def build_report(trainer: Trainer) -> dict[str, Any]:
             "val_batch": t.val_batch,
             "budget_tokens": t.budget_tokens,
             "seed": t.seed,
+            "test": len(t.test),
+            "ops": list(t.optimizer.ops),
         },
         "stopped": t.stopped,
         "resumed_from_step": t.resumed_from,
         "initial_val": t.curve[0]["val"] if t.curve else None,
         "final_val": t.val_score if t.val_correct else None,
+        "test": t.test_report,
+        "failures": problems,
+        "updater_replies": replies,
         "steps_run": len(t.steps),
         "steps_accepted": len(accepted),
         "curve": t.curve,
@@ -80,7 +104,8 @@ def render_html(r: dict[str, Any]) -> str:
     sub = f"model {r['model'] or 'per the team file'} · optimizer {r['optimizer_model'] or 'same'} · {r['stopped']}"
     tokens = r["tokens"]
     cards = [
-        ("validation", f"{pct(r['initial_val'])} → {pct(r['final_val'])}", "before → after training"),
+        ("validation", f"{pct(r['initial_val'])} → {pct(r['final_val'])}", "selected on: not a claim"),
+        _test_card(r.get("test")),
         ("steps", str(r["steps_run"]), f"{r['steps_accepted']} accepted"),
         ("team tokens", f"{tokens['team']['total_tokens']:,}", f"{tokens['team']['calls']:,} calls"),
         ("optimizer tokens", f"{tokens['optimizer']['total_tokens']:,}", f"{tokens['optimizer']['calls']:,} calls"),
@@ -92,13 +117,67 @@ def render_html(r: dict[str, Any]) -> str:
         f'<div class="x">{escape(x)}</div></div>'
         for k, v, x in cards
     )
-    curve = _figure(_draw_curve, r["curve"], caption="Validation score after each step (filled: accepted).")
+    caption = "Validation score after each step (filled: accepted)"
+    caption += "; held-out test accuracy of the untrained and the trained team (dashed)." if r.get("test") else "."
+    curve = _figure(_draw_curve, (r["curve"], r.get("test")), caption=caption)
     parts = [f"<h1>{escape(title)}</h1>", f'<p class="sub">{escape(sub)}</p>', f'<div class="cards">{card_html}</div>']
-    parts += ["<h2>Learning curve</h2>", curve if curve is not None else '<p class="note">Plots need matplotlib.</p>']
+    parts += ["<h2>Validation and test</h2>", _test_table(r)]
+    parts += ["<h2>Learning curves</h2>", curve if curve is not None else '<p class="note">Plots need matplotlib.</p>']
+    parts += ["<h2>Failures and fallbacks</h2>", _failures(r)]
     parts += ["<h2>Steps</h2>", _steps_table(r["steps"])]
     for kind in ("accepted", "reverted", "rejected"):
         parts += [f"<h2>Patches {kind} ({len(r['patches'][kind])})</h2>", _patch_table(r["patches"][kind])]
     return _page(title, "\n".join(parts), simulated=bool(r["simulated"]))
+
+
+def _test_card(test: dict[str, Any] | None) -> tuple[str, str, str]:
+    if not test:
+        return ("test", "none", "no held-out test problems")
+    verdict = "significant" if test["significant"] else "not significant"
+    return (
+        "held-out test",
+        f"{pct(test['untrained'])} → {pct(test['trained'])}",
+        f"n = {test['n']}, McNemar p = {test['p_value']:.3g} ({verdict})",
+    )
+
+
+def _test_table(r: dict[str, Any]) -> str:
+    test = r.get("test")
+    if not test:
+        return (
+            '<p class="note">No held-out test problems: the validation score below selected the patches, '
+            "so it overstates what training did. Pass --test N.</p>"
+        )
+    rows = [
+        ("validation (selected on)", pct(test["untrained_val"]), pct(test["trained_val"]), ""),
+        ("held-out test", pct(test["untrained"]), pct(test["trained"]),
+         f"{test['change']:+.3f} [{test['ci95'][0]:+.3f}, {test['ci95'][1]:+.3f}], McNemar p = {test['p_value']:.3g}"),
+    ]  # fmt: skip
+    head = "<tr><th></th><th>untrained</th><th>trained</th><th>change (95% CI)</th></tr>"
+    body = "".join(
+        f'<tr><td>{escape(a)}</td><td class="n">{escape(b)}</td><td class="n">{escape(c)}</td><td>{escape(d)}</td></tr>'
+        for a, b, c, d in rows
+    )
+    verdict = "is" if test["significant"] else "is not"
+    note = (
+        f"<p>On {test['n']} held-out test problems the change {verdict} significant (p = {test['p_value']:.3g}); "
+        f"validation minus test after training: {test['gap']:+.3f}.</p>"
+    )
+    return f"<table>{head}{body}</table>{note}"
+
+
+def _failures(r: dict[str, Any]) -> str:
+    f, u = r.get("failures") or {}, r.get("updater_replies") or {}
+    kinds = ", ".join(f"{k}: {n}" for k, n in (f.get("failed_by_kind") or {}).items()) or "none"
+    falls = ", ".join(f"{k}: {n}" for k, n in (f.get("fallbacks") or {}).items()) or "none"
+    items = [
+        f"problems failed: {f.get('failed', 0)} of {f.get('of', 0)} runs ({kinds}); "
+        f"steps with failures: {f.get('steps_with_failures', 0)}",
+        f"aggregator and router fallbacks: {falls}",
+        f"updater replies: {u.get('patches', 0)} patches, {u.get('repaired', 0)} read after a repair, "
+        f"{u.get('retried', 0)} asked again, {u.get('rejected', 0)} rejected",
+    ]
+    return "<ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>"
 
 
 def _steps_table(steps: list[dict[str, Any]]) -> str:
@@ -128,18 +207,23 @@ def _patch_table(patches: list[dict[str, Any]]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _draw_curve(fig: Any, curve: list[dict[str, Any]]) -> bool:
+def _draw_curve(fig: Any, data: tuple[list[dict[str, Any]], dict[str, Any] | None]) -> bool:
+    curve, test = data
     if not curve:
         return False
     ax = fig.add_subplot()
     xs, ys = [c["step"] for c in curve], [c["val"] for c in curve]
-    ax.plot(xs, ys, color="#1f5fbf", linewidth=1.5)
+    ax.plot(xs, ys, color="#1f5fbf", linewidth=1.5, label="validation (selected on)")
+    if test:
+        ends = [xs[0], xs[-1]]
+        ax.plot(ends, [test["untrained"], test["trained"]], "--o", color="#c0392b", label="held-out test")
+        ax.legend(loc="lower right")
     kept = [c for c in curve if c["accepted"]]
-    ax.scatter([c["step"] for c in kept], [c["val"] for c in kept], color="#1f5fbf", zorder=3, label="accepted")
+    ax.scatter([c["step"] for c in kept], [c["val"] for c in kept], color="#1f5fbf", zorder=3)
     rest = [c for c in curve if not c["accepted"]]
     ax.scatter([c["step"] for c in rest], [c["val"] for c in rest], facecolors="white", edgecolors="#1f5fbf", zorder=3)
     ax.set_xlabel("step")
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     return True

@@ -51,6 +51,7 @@ from hyperteam.models.types import ChatModel, Usage
 from hyperteam.optim._failures import Failures, failure_kind
 from hyperteam.optim.loss import EvaluatorLoss, Example
 from hyperteam.optim.optimizer import TextualGradientDescent, restore, snapshot
+from hyperteam.optim.patch import OP_NAMES
 from hyperteam.optim.pool import LayerPool
 from hyperteam.topologies.io import team_from_dict, team_to_dict
 from hyperteam.topologies.layered import LayeredTeam
@@ -85,6 +86,8 @@ class Trainer:
             keeps it where honoured; ``"json_schema"`` always constrains the updater's output to the
             patch schema (vLLM ``structured_outputs``, OpenAI ``response_format``); ``"json_object"``
             asks for any JSON; None: plain text with ``<patch>`` delimiters.
+        ops: the patch operations the updater may use (default all; ``("set_role",
+            "set_instructions")`` learns prompts only).
         max_failed: training stops with a ``ModelError`` when more than this share of a
             minibatch's (or the validation set's) problems failed.
         runtime: clients and cache; default: a new runtime with ``max_concurrency=concurrency``.
@@ -116,6 +119,7 @@ class Trainer:
         momentum: int = 3,
         structured: Literal["auto", "json_schema", "json_object"] | None = "auto",
         max_failed: float = 0.5,
+        ops: Sequence[str] = OP_NAMES,
         runtime: Runtime | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
@@ -151,7 +155,7 @@ class Trainer:
         self._log = log or log_line
         self.loss_fn = EvaluatorLoss(self.optimizer_model, max_chars=max_gradient_chars)
         self.optimizer = TextualGradientDescent(
-            team, model=self.optimizer_model, momentum=momentum, structured=structured
+            team, model=self.optimizer_model, momentum=momentum, structured=structured, ops=ops
         )
         self.pool = LayerPool()
         self.initial_spec = team_to_dict(team)

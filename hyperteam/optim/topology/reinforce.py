@@ -1,9 +1,19 @@
 """REINFORCE for topology learners: the training half of HyperAgent, G-Designer and AgentPrune.
 
 A learner (:mod:`hyperteam.topologies.learned`) is a policy over
-communication structures; here it is trained on utility = correct − λ · tokens
-with a batch-mean baseline over the M structures sampled per problem, plus
-the learner's own regularisers. The learner itself only samples and
+communication structures; here it is trained on utility = correct − λ · tokens,
+plus the learner's own regularisers.
+
+Variance reduction, for 0/1 outcomes: each problem is its own baseline
+(M structures sampled per problem, each compared with the mean of the *other*
+M − 1: the leave-one-out baseline, unbiased, and it removes how hard the
+problem is, which a batch-wide baseline leaves in as noise), and the
+advantages of a step are divided by their standard deviation, so that a step
+whose samples barely differ moves the policy no more than one whose samples
+do (the regularisers keep their weight against a gradient of a known scale).
+M defaults to 16: with right/wrong outcomes at a success rate p, the chance
+that all M samples of a problem agree (no signal at all) is p^M + (1 − p)^M,
+0.7 % at p = 0.7 with 16, 3 % with 10. The learner itself only samples and
 decodes, so a team that uses a trained generator never imports this module.
 
 Example:
@@ -29,13 +39,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ADVANTAGE_FLOOR = 0.05
+"""The least standard deviation advantages are divided by: a step whose samples are all alike
+(all right, all wrong) carries little signal and must not be blown up into a full step."""
+
+
+def leave_one_out(utilities: Sequence[float]) -> torch.Tensor:
+    """Each sample's utility less the mean of the others (RLOO): ``M/(M−1) · (u − mean u)``.
+
+    Example:
+        >>> leave_one_out([1.0, 0.0, 0.0]).tolist()
+        [1.0, -0.5, -0.5]
+    """
+    u = torch.tensor(list(utilities), dtype=torch.float32)
+    m = len(u)
+    return (u - u.mean()) * (m / (m - 1)) if m > 1 else torch.zeros_like(u)
+
 
 def fit(
     learner: TopologyLearner,
     train_suite: Sequence[Problem],
     *,
     reward: Reward | None = None,
-    samples_per_query: int = 10,
+    samples_per_query: int = 16,
     token_penalty: float = 1e-5,
     epochs: int = 1,
     batch: int = 8,
@@ -48,16 +74,18 @@ def fit(
 ) -> list[dict[str, Any]]:
     """Trains by REINFORCE on utility = correct − ``token_penalty`` · tokens.
 
-    Loss per problem: −mean((u − mean u) · log p(topology)) over its M
-    samples, plus the learner's regularisers (for the encoded learners:
-    KL, nuclear-norm sparsity, anchor penalty, minus an entropy bonus).
+    Loss per problem: −mean(A · log p(topology)) over its M samples, where
+    A is the utility less the mean of the problem's other samples, divided by
+    the step's standard deviation of A; plus the learner's regularisers (for
+    the encoded learners: KL, nuclear-norm sparsity, anchor penalty, an
+    entropy floor).
 
     Args:
         train_suite: the training problems.
         reward: judges sampled topologies; default: run a HypergraphTeam of
             these agents on each (``model``, ``rounds``, ``fusion``, ``concurrency``).
-        samples_per_query: M hypergraphs sampled per problem; their mean
-            utility is the baseline.
+        samples_per_query: M hypergraphs sampled per problem; each one's baseline
+            is the mean utility of the other M − 1.
         token_penalty: λ, utility lost per token.
         epochs: passes over ``train_suite``.
         batch: problems per update.
@@ -100,12 +128,13 @@ def train_step(
     started = time.perf_counter()
     draws = [learner._draw(p.question, samples) for p in problems]
     outcomes: list[list[Outcome]] = reward(problems, [d[0] for d in draws])
+    utilities = [[o.correct - token_penalty * o.tokens for o in outs] for outs in outcomes]
+    advantages = [leave_one_out(u) for u in utilities]
+    spread = torch.cat(advantages).std() if sum(len(a) for a in advantages) > 1 else torch.zeros(())
+    scale = 1.0 / max(float(spread), ADVANTAGE_FLOOR)
     loss = torch.zeros(())
-    utilities: list[float] = []
-    for (_, log_prob, reg), outs in zip(draws, outcomes, strict=True):
-        u = torch.tensor([o.correct - token_penalty * o.tokens for o in outs])
-        utilities.extend(u.tolist())
-        loss = loss - ((u - u.mean()) * log_prob).mean() + reg
+    for (_, log_prob, reg), adv in zip(draws, advantages, strict=True):
+        loss = loss - (adv * scale * log_prob).mean() + reg
     loss = loss / len(problems)
     optimizer.zero_grad()
     loss.backward()
@@ -117,7 +146,7 @@ def train_step(
     log.debug("%s step %d: loss %.4f over %d problems", learner.learner, learner.steps, loss.item(), len(problems))
     return {
         "step": learner.steps,
-        "utility": sum(utilities) / len(utilities),
+        "utility": sum(map(sum, utilities)) / sum(map(len, utilities)),
         "accuracy": sum(o.correct for o in flat) / len(flat),
         "tokens_per_query": sum(o.tokens for o in flat) / len(flat),
         "hyperedges_per_query": sum(edges) / len(edges),

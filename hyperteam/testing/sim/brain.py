@@ -83,6 +83,10 @@ def _load_table(data_dir: str, suites: tuple[str, ...]) -> _Table:
             for problem in problems:
                 # The first suite listed wins when two suites share a question.
                 exact.setdefault(_norm(problem.question), _Known(problem.question, problem.answer))
+    return _build(exact)
+
+
+def _build(exact: dict[str, _Known]) -> _Table:
     heads: dict[str, list[str]] = {}
     for key in exact:
         if len(key) >= _HEAD:
@@ -103,6 +107,7 @@ class SimBrain:
         data_dir: where the suites are; defaults to ``$HYPERTEAM_DATA_DIR``.
             Missing suites (or no data dir at all) are skipped.
         suites: the suites whose questions the brain knows.
+        problems: more known problems (``Problem`` objects, e.g. generated ones) beside the suites'.
         world: the SIMULATED world (:mod:`hyperteam.testing.sim.worlds`) for model
             names that do not name their own (``sim:0.6?world=skills`` does);
             None is the plain simulator, where prompts cannot matter.
@@ -122,6 +127,7 @@ class SimBrain:
         follow_majority: float = 0.8,
         data_dir: str | os.PathLike[str] | None = None,
         suites: Sequence[str] = DEFAULT_SUITES,
+        problems: Sequence[datasets.Problem] = (),
         world: str | None = None,
     ) -> None:
         for label, value in (("accuracy", accuracy), ("follow_majority", follow_majority)):
@@ -135,6 +141,7 @@ class SimBrain:
         self.data_dir = data_dir
         self.suites = tuple(suites)
         self._table_cache: _Table | None = None
+        self._extra = tuple(problems)
         if world is not None:
             get_world(world)  # raises ConfigError naming an unknown world
         self.world = world
@@ -261,7 +268,8 @@ class SimBrain:
         if self._table_cache is None:
             raw = self.data_dir if self.data_dir is not None else os.environ.get(datasets.DATA_DIR_ENV)
             found = raw and Path(raw).expanduser().is_dir()
-            self._table_cache = _load_table(str(Path(raw).expanduser().resolve()) if found else "", self.suites)
+            table = _load_table(str(Path(raw).expanduser().resolve()) if found else "", self.suites)
+            self._table_cache = _extend(table, self._extra) if self._extra else table
         return self._table_cache
 
     def _base_digest(
@@ -319,6 +327,14 @@ class SimBrain:
             numbers = numbers_in(known.question)
             facts = self._facts[known.question] = (numbers, wrong_options(known.gold, numbers, self.seed))
         return facts
+
+
+def _extend(table: _Table, problems: Sequence[datasets.Problem]) -> _Table:
+    """The table with ``problems`` added (the suites' questions win a clash), for one brain only."""
+    exact = dict(table.exact)
+    for problem in problems:
+        exact.setdefault(_norm(problem.question), _Known(problem.question, problem.answer))
+    return _build(exact)
 
 
 def _after_question(full: str, question_at: int) -> str:

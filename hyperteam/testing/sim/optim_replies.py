@@ -146,6 +146,11 @@ def _patch(prompt: str, rolls: Rolls) -> str:
         op = {"op": "remove_agent", "agent": agent}
     else:
         op = {"op": "add_candidate", "value": rolls.pick(others)}
+    allowed = set(re.findall(r'^\{"op": "(\w+)"', prompt, flags=re.MULTILINE))
+    if allowed and op["op"] not in allowed:
+        # the trainer restricted the operations (prompts only, say): edit the instructions instead
+        old = next((a.get("instructions", "") for a in layer.get("agents", []) if a["name"] == agent), "")
+        op = {"op": "set_instructions", "agent": agent, "value": f"{old} {rolls.pick(_TIPS)}".strip()}
     return f"The gradient points at this layer; one small change:\n<patch>{json.dumps({'ops': [op]})}</patch>"
 
 

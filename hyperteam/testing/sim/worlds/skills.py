@@ -304,8 +304,9 @@ def _update(prompt: str, rolls: Rolls) -> str:
     agents = layer.get("agents", []) or [{"name": "agent", "instructions": ""}]
     gradient = prompt.split("Its gradient (what should change):", 1)[-1].split("Earlier gradients", 1)[0]
     gradient = gradient.split("\n---", 1)[0]
+    allowed = set(re.findall(r'^\{"op": "(\w+)"', prompt, flags=re.MULTILINE))
     if rolls.uniform() < FOLLOW_GRADIENT:
-        if f"remove layer {name}" in gradient:
+        if f"remove layer {name}" in gradient and "remove_layer" in allowed:
             return _patch([{"op": "remove_layer"}], "The gradient says this layer overturns right answers.")
         have = set.intersection(*(addressed(f"{a.get('role', '')} {a.get('instructions', '')}") for a in agents))
         todo = [n for n in _mentions(gradient) if n not in have]
@@ -333,6 +334,8 @@ def _update(prompt: str, rolls: Rolls) -> str:
     else:  # a structural guess: another checking layer after this one (it hurts in this world)
         checker = {"name": f"{name}_check", "role": "a careful reviewer", "instructions": "Check the answer."}
         ops = [{"op": "add_layer", "layer": {"name": f"{name}_review", "agents": [checker]}}]
+    if allowed and any(op["op"] not in allowed for op in ops):  # restricted (prompts only): a neutral edit
+        ops = [{"op": "set_instructions", "agent": agent["name"], "value": f"{old} {rolls.pick(list(_FLUFF))}"}]
     return _patch(ops, "One change to try:")
 
 
