@@ -202,7 +202,7 @@ async def test_no_op_values_of_unsupported_parameters_are_accepted():
 @pytest.mark.parametrize(
     ("messages", "param"),
     [
-        ([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Sure"}], "messages"),
+        ([{"role": "assistant", "content": "Sure"}, {"role": "user", "content": " "}], "messages"),
         ([{"role": "tool", "content": "42", "tool_call_id": "x"}], "messages[0]"),
         (
             [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}],
@@ -217,6 +217,22 @@ async def test_conversations_without_a_text_task_are_refused(messages, param):
         response = await client.post("/v1/chat/completions", json={"model": "wide", "messages": messages})
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"] == param
+
+
+async def test_a_conversation_ending_with_an_assistant_turn_is_answered_with_it_as_context():
+    # OpenAI's API answers the next turn of any conversation; a JSON schema cannot say "the last
+    # message is the user's", so the service takes the last user message with text as the task.
+    model = SlowModel()
+    app = make_app({"one": chain_team(model, name="one", layers=1)})
+    messages = [
+        {"role": "user", "content": "What is 2 + 2?"},
+        {"role": "assistant", "content": "Let me think."},
+    ]
+    async with client_for(app) as client:
+        response = await client.post("/v1/chat/completions", json={"model": "one", "messages": messages})
+    assert response.status_code == 200, response.text
+    prompt = model.requests[0].messages[-1]["content"]
+    assert "[assistant] Let me think." in prompt and "Current message:\nWhat is 2 + 2?" in prompt
 
 
 async def test_text_parts_are_joined_into_the_task():
