@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_show)
 
     bench = sub.add_parser("bench", help="run a benchmark", description="Run a benchmark (see bench/README.md).")
-    bench.add_argument("name", help="benchmark name: orchestration, eval, prefix, service, vllm")
+    bench.add_argument("name", help="benchmark name: orchestration, eval, prefix, service, vllm, learn")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="the benchmark's own options (--help)")
     bench.set_defaults(func=cmd_bench)
     return parser
