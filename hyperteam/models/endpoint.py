@@ -116,6 +116,14 @@ class Endpoint:
         if self.mode == "metrics":
             self._follower = asyncio.get_running_loop().create_task(follow_metrics(self.transport, self.limit))
 
+    def _stream_cut(self) -> None:
+        # llama-cpp-python's server (interrupt_requests, its default) ends the answer it is
+        # streaming when another request arrives: it serves one at a time, so send one at a time.
+        if self.limit.source == "adaptive":
+            self.limit.ceiling = 1
+            self.limit.set_capacity(1, "adaptive")
+            self.note("ends a streamed answer when another request arrives: one request at a time from now on")
+
     def _moved(self) -> float:
         return self.moved_at
 
@@ -169,6 +177,9 @@ class Endpoint:
                                 self.limit.observe(sent_at=sent_at, now=loop.time(), first_byte_s=first)
                                 return payload
                             kind, detail = "bad_response", "response has no 'choices' list"
+                        except StreamCut as exc:
+                            kind, detail = "bad_response", str(exc)
+                            self._stream_cut()
                         except (orjson.JSONDecodeError, StreamError) as exc:
                             kind, detail = "bad_response", f"response body is not a chat completion ({exc})"
                     else:
@@ -191,13 +202,17 @@ class Endpoint:
         await self.transport.close()
 
 
+class StreamCut(StreamError):
+    """A streamed answer ended without a finish reason."""
+
+
 def _decode(headers: Any, data: bytes) -> Any:
     if is_event_stream(headers):
         payload = assemble(data)
         if not any(c.get("finish_reason") for c in payload["choices"]):
             # Cut short: by a server that ends a stream when another request arrives
             # (llama-cpp-python's interrupt_requests), or mid-way.
-            raise StreamError("the stream ended before the answer did")
+            raise StreamCut("the stream ended before the answer did")
         return payload
     return orjson.loads(data)
 
