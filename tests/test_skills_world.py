@@ -102,3 +102,13 @@ def test_verifier_layer_hurts_and_optimum_is_exact(monkeypatch):
     untrained, optimum = asyncio.run(accuracy(team)), asyncio.run(accuracy(optimal))
     assert optimum == pytest.approx(skills.optimum_accuracy(questions, 0.6, best))
     assert optimum > untrained + 0.1
+
+
+def test_served_model_names_choose_their_world_and_the_server_default_applies_otherwise():
+    brain = SimBrain(data_dir="/nonexistent", world="skills")
+    assert brain.world_for("sim-0.6").name == "skills"  # hyperteam sim --world skills
+    assert SimBrain(data_dir="/nonexistent").world_for("sim-0.6?world=skills").name == "skills"
+    assert SimBrain(data_dir="/nonexistent").world_for("sim-0.6") is None
+    assert brain.accuracy_for("sim-0.6?world=skills") == 0.6
+    with pytest.raises(ConfigError, match="unknown simulated world"):
+        SimBrain(world="atlantis")
