@@ -188,3 +188,41 @@ async def test_aimd_halves_on_queueing_once_per_round_trip_and_creeps_back():
             limit.observe(sent_at=4.0, now=4.2, first_byte_s=0.1)
         limit.in_flight = 1
     assert limit.limit == 5
+
+
+async def test_a_vllm_queue_in_its_metrics_brings_the_limit_down_to_what_it_runs():
+    ok = {
+        "id": "x",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "#### 5"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 3},
+    }
+
+    async def chat(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(1.5)
+        return web.json_response(ok)
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = 'vllm:num_requests_running{model_name="m"} 3.0\nvllm:num_requests_waiting{model_name="m"} 5.0\n'
+        return web.Response(text=body)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        endpoint = Endpoint(f"http://127.0.0.1:{port}/v1", max_concurrency=64)
+        model = EndpointModel(endpoint, "m")
+        calls = [asyncio.ensure_future(model.chat(_request())) for _ in range(12)]
+        await asyncio.sleep(0.5)
+        assert endpoint.limit.source == "metrics" and endpoint.limit.in_flight == 12  # no queue seen yet
+        await asyncio.gather(*calls)
+        assert endpoint.limit.limit == 3  # the server ran 3 with 5 waiting: 3 in flight from then on
+        await endpoint.close()
+    finally:
+        await runner.cleanup()
