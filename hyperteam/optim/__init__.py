@@ -13,19 +13,28 @@ Choices the paper leaves open, and what hyperteam does:
   only for wrong answers (right ones get "correct" without a call).
 * Global gradient: one call per minibatch over all its wrong runs (a batch
   gradient), not one per example averaged afterwards.
+* Evaluator: sees the problem, the gold and final answers, each layer's
+  answers, and the end of each layer's output and of the final reasoning
+  (300 and 600 characters: the error and the answer sit at the end).
 * Local gradients: one call per layer, last layer first, from the layer's
-  slice of the traces (agent answers, outputs clipped to 300 characters, the
-  aggregator's choice and reason; 3,000 characters at most), the global
+  slice of the traces (agent answers, the last 400 characters of each output,
+  the aggregator's choice and reason; 3,000 characters at most), the global
   gradient and the gradient of the layer after it. Every parameter of a
   layer receives that layer's gradient; there are no per-agent gradients.
 * Bound: every gradient is at most ``max_chars`` (800) characters; a longer
   one is summarised by one more call and then clipped, so prompts do not grow
   with the number of steps.
-* Momentum: the last ``momentum`` (3) gradients of each layer, each marked
-  kept or reverted, are shown to the updater as text; nothing is averaged.
-* Update: a JSON patch of one to five operations per layer, within the
-  layer (roles, instructions, aggregator, agents, candidates); the number
-  and order of layers are not trained. New agents inherit the model and
+* Momentum: the last ``momentum`` (3) updates of each layer, each with its
+  gradient, the patch it led to, its outcome (kept, reverted, malformed) and
+  the validation change, are shown to the updater as text; nothing is averaged.
+* Update: a JSON patch of one to five operations per layer: within the
+  layer (roles, instructions, aggregator, agents, candidates) or on the
+  structure (add a layer after it, remove it, move it); ``ops`` restricts
+  them (``("set_role", "set_instructions")``: prompts only). Replies are read
+  leniently (fenced JSON, JSON in prose, common slips repaired with a note,
+  unknown keys ignored) and asked for once more with the error quoted when
+  still unusable. ``structured="auto"`` probes each updater model once with
+  the patch schema and keeps it where honoured. New agents inherit the model and
   sampling settings of the layer's first agent; at most 7 agents per layer;
   ``adaptive`` and ``confidence_vote`` are not offered (they need state or
   logprobs a patch cannot give). Adding a candidate aggregator turns the
@@ -38,8 +47,14 @@ Choices the paper leaves open, and what hyperteam does:
   not recomputed: exact for deterministic models, optimistic noise control
   at temperature > 0.
 * A minibatch with no wrong answer has no gradient: the step is skipped.
-  A problem whose run failed counts as wrong; a failed optimizer call ends
+  A problem whose run failed counts as wrong and is reported by kind, never
+  as right; when more than half of a minibatch (or of the validation set)
+  failed, training stops with a ``ModelError``. A failed optimizer call ends
   its step unchanged.
+* Test: with ``test`` problems, the untrained and the trained team are scored
+  on them after training (``report["test"]``: both accuracies, the paired
+  change with its 95% interval, the exact McNemar p-value, the
+  validation-minus-test gap): the only numbers nothing was selected on.
 * All optimizer, router and critic calls use temperature 0.
 * Forward routing: before a layer's agents run, the team's default model
   picks among ``[fusion, *candidates]`` from the task and the layer input;
@@ -50,7 +65,8 @@ Choices the paper leaves open, and what hyperteam does:
 * Pool: an accepted step adds the layers it changed, with the validation
   score they reached; ``assemble`` takes the best variant of each layer.
 * Data: ``hyperteam train`` validates on the ``--val`` problems that follow
-  the ``--train`` ones in the suite's train split.
+  the ``--train`` ones in the suite's train split, and tests on the first
+  ``--test`` (200) of its test split.
 * Budget: checked between steps, so a run may pass it by one step's tokens.
 """
 
