@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 
 import pytest
 
@@ -112,3 +113,48 @@ def test_served_model_names_choose_their_world_and_the_server_default_applies_ot
     assert brain.accuracy_for("sim-0.6?world=skills") == 0.6
     with pytest.raises(ConfigError, match="unknown simulated world"):
         SimBrain(world="atlantis")
+
+
+def _rolls(i: int):
+    import hashlib
+
+    from hyperteam.testing.sim._writing import Rolls
+
+    return Rolls(hashlib.blake2b(i.to_bytes(8, "little")).digest())
+
+
+def test_the_optimizer_side_of_the_world_is_honest_not_easy():
+    world = get_world("skills")
+    problems = [p for p in DEMO if skills.pitfalls(p.question)]
+    right = total = 0
+    for i in range(600):
+        p = problems[i % len(problems)]
+        prompt = "[[optim:evaluate]]\nLayer answers: solve: 1, 2, 3 -> 1 | verify: 1 -> 1\n"
+        reply = world.optim_reply("evaluate", prompt, known={"question": p.question, "gold": p.answer}, rolls=_rolls(i))
+        named = [c.name for c in skills.CATEGORIES if c.flaw in reply]
+        assert len(named) == 1
+        right += named[0] in skills.pitfalls(p.question)
+        total += 1
+    assert 0.45 <= right / total <= 0.70  # names the right pitfall at most 70% of the time
+
+    percent = next(c for c in skills.CATEGORIES if c.name == "percent")
+    layer = '{"name": "solve", "agents": [{"name": "a", "role": "solver", "instructions": "Solve it."}]}'
+    prompt = (
+        f"[[optim:update]]\n<layer>{layer}</layer>\nIts gradient (what should change):\n{percent.advice}\n---\n"
+        '{"op": "set_role"}\n{"op": "set_instructions"}\n{"op": "set_fusion"}\n{"op": "add_layer"}\n'
+    )
+    followed = neutral_or_harmful = others = 0
+    for i in range(600):
+        reply = world.optim_reply("update", prompt, known=None, rolls=_rolls(i))
+        ops = json.loads(reply.split("<patch>")[1].split("</patch>")[0])["ops"]
+        text = json.dumps(ops)
+        if reply.startswith("Following the gradient"):
+            followed += 1
+            assert percent.advice in text
+            continue
+        others += 1
+        harmful = any(h in text for h in ("skip the re-check", "guess", "add_layer"))
+        neutral = ops[0]["op"] == "set_role" or ops[0]["op"] == "set_fusion" or any(f in text for f in skills._FLUFF)
+        neutral_or_harmful += harmful or neutral
+    assert 0.45 <= followed / 600 <= 0.60  # follows the gradient at most 60% of the time
+    assert neutral_or_harmful / others >= 1 / 3
