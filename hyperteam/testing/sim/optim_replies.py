@@ -21,6 +21,10 @@ request, like every simulated answer; they are not real LLM output:
 In the simulator an agent's accuracy does not depend on its prompt, so
 edits to roles and instructions only re-draw its answers; structural
 patches (more agents, another aggregator) change accuracy as they would.
+The updater uses only the operations its prompt offers (a trainer may
+restrict them to prompts). In a SIMULATED world (``sim:0.6?world=skills``)
+the world answers the prompts it knows first; see
+:mod:`hyperteam.testing.sim.worlds`.
 """
 
 from __future__ import annotations
