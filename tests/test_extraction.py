@@ -8,12 +8,11 @@ import pytest
 
 from hyperteam.agents._numbers import normalize_number
 from hyperteam.agents.parsing import extract_answer, extract_flexible, extract_strict
-from tests.conftest import DATA_DIR, needs_data
 
 
-@needs_data
-def test_strict_recovers_every_gold_answer_of_the_gsm8k_test_set():
-    lines = (DATA_DIR / "gsm8k" / "test.jsonl").read_text(encoding="utf-8").splitlines()
+@pytest.mark.slow
+def test_strict_recovers_every_gold_answer_of_the_gsm8k_test_set(real_data_dir):
+    lines = (real_data_dir / "gsm8k" / "test.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
     assert len(records) == 1319
     recovered = 0

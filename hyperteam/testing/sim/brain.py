@@ -21,7 +21,7 @@ from typing import Any
 
 from hyperteam.agents._numbers import normalize_number
 from hyperteam.errors import ConfigError
-from hyperteam.evals import datasets
+from hyperteam.evals import datasets, hub
 from hyperteam.models.tokenizer import message_text
 from hyperteam.testing.sim._writing import (
     Rolls,
@@ -268,6 +268,9 @@ class SimBrain:
         if self._table_cache is None:
             raw = self.data_dir if self.data_dir is not None else os.environ.get(datasets.DATA_DIR_ENV)
             found = raw and Path(raw).expanduser().is_dir()
+            if not found and self.data_dir is None:  # suites downloaded earlier: their questions are known too
+                raw = str(hub.cache_dir())
+                found = Path(raw).is_dir()
             table = _load_table(str(Path(raw).expanduser().resolve()) if found else "", self.suites)
             self._table_cache = _extend(table, self._extra) if self._extra else table
         return self._table_cache
