@@ -17,7 +17,14 @@ from urllib.parse import urlsplit
 
 
 class ConnectionFailed(ConnectionError):
-    """The connection failed or closed before a whole response arrived."""
+    """The connection failed or closed before a whole response arrived.
+
+    ``midway``: the response had begun (its head arrived) when it was cut.
+    """
+
+    def __init__(self, message: str, *, midway: bool = False) -> None:
+        super().__init__(message)
+        self.midway = midway
 
 
 class Stalled(TimeoutError):
@@ -59,7 +66,8 @@ class _Connection(asyncio.Protocol):
             if self.head_done and self.body_len is None and not self.chunked:
                 self._finish(bytes(self.buf))  # a body delimited by the connection's end
             else:
-                self.waiter.set_exception(ConnectionFailed(str(exc) if exc else "connection closed by the server"))
+                message = str(exc) if exc else "connection closed by the server"
+                self.waiter.set_exception(ConnectionFailed(message, midway=self.head_done))
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True

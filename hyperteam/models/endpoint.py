@@ -118,8 +118,9 @@ class Endpoint:
 
     def _stream_cut(self) -> None:
         # llama-cpp-python's server (interrupt_requests, its default) ends the answer it is
-        # streaming when another request arrives: it serves one at a time, so send one at a time.
-        if self.limit.source == "adaptive":
+        # streaming when another request arrives (a [DONE] without a finish reason, or the
+        # connection closed mid-body): it serves one at a time, so send one at a time.
+        if self.limit.source == "adaptive" and self.limit.ceiling > 1:
             self.limit.ceiling = 1
             self.limit.set_capacity(1, "adaptive")
             self.note("ends a streamed answer when another request arrives: one request at a time from now on")
@@ -168,6 +169,8 @@ class Endpoint:
                     kind, detail = "timeout", f"no answer within the {policy.timeout_s or 0:g} s deadline"
                 except (aiohttp.ClientError, OSError) as exc:
                     kind, detail = "connection", str(exc) or type(exc).__name__
+                    if getattr(exc, "midway", False):  # the server cut an answer it had begun
+                        self._stream_cut()
                 else:
                     self.moved_at = loop.time()
                     if status == 200:
