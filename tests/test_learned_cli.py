@@ -22,13 +22,17 @@ def test_train_topology_writes_topology_spec_and_report(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     assert "SIMULATED" in proc.stdout
     assert "step 2: utility" in proc.stdout
-    for name in ("hyperagent (learned)", "complete", "chain"):
+    for name in ("hyperagent (learned)", "hyperagent (untrained)", "complete", "chain"):
         assert name in proc.stdout
+    assert "learned topologies on 3 test problems: 0 empty" in proc.stdout
     report = json.loads((tmp_path / "topo.report.json").read_text())
     assert report["simulated"] is True and report["learner"] == "hyperagent"
     assert [s["step"] for s in report["steps"]] == [1, 2]
     assert {"utility", "accuracy", "tokens_per_query", "hyperedges_per_query"} <= set(report["steps"][0])
-    assert set(report["comparison"]) == {"hyperagent (learned)", "complete", "chain"}
+    assert set(report["comparison"]) == {"hyperagent (learned)", "hyperagent (untrained)", "complete", "chain"}
+    topologies = report["topologies"]
+    assert topologies["problems"] == 3 and topologies["empty"] == 0 and topologies["alone_margin"] == 1.0
+    assert all(row["hyperedges"] for row in topologies["per_problem"])
     for row in report["comparison"].values():
         assert row["n"] == 3 and 0 <= row["accuracy"] <= 1 and row["prompt_tokens_per_problem"] > 0
     assert "SIMULATED" in (tmp_path / "topo.report.html").read_text()

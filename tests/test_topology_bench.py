@@ -35,19 +35,36 @@ def test_each_class_is_best_served_by_exactly_its_groups():
 def test_bench_writes_the_promised_json_and_hyperagent_beats_the_anchor(tmp_path: Path, capsys):
     pytest.importorskip("torch")
     out = tmp_path / "topology.json"
-    assert run_benchmark("topology-synthetic", ["--learners", "hyperagent", "--steps", "250", "--json", str(out)]) == 0
+    argv = ["--learners", "hyperagent", "--steps", "250", "--seed", "0", "--json", str(out)]
+    assert run_benchmark("topology-synthetic", argv) == 0
     data = json.loads(out.read_text())
-    assert set(data) == {"learners", "anchor_chain"}
+    assert set(data) == {"outcomes", "seeds", "learners", "anchor_chain"}
+    assert data["outcomes"] == "coverage" and data["seeds"] == [0]
     assert set(data["learners"]) == {"hyperagent"}
-    assert set(data["learners"]["hyperagent"]) == {"optimal_fraction", "steps"}
+    assert set(data["learners"]["hyperagent"]) == {"optimal_fraction", "steps", "per_seed", "working_alone"}
     assert set(data["anchor_chain"]) == {"optimal_fraction"}
     hyper = data["learners"]["hyperagent"]
     assert hyper["optimal_fraction"] >= 0.9
+    assert hyper["per_seed"] == {"0": hyper["optimal_fraction"]}
     assert hyper["optimal_fraction"] > data["anchor_chain"]["optimal_fraction"]
     assert hyper["steps"] <= 250
     assert "anchor_chain" in capsys.readouterr().out
 
 
-def test_bench_refuses_unknown_learners():
+@pytest.mark.slow
+def test_hyperagent_learns_from_right_or_wrong_alone(tmp_path: Path):
+    """The issue's bar: with 0/1 outcomes drawn from the correctness, >= 0.9 of the optimum (one seed here)."""
+    pytest.importorskip("torch")
+    out = tmp_path / "bernoulli.json"
+    argv = ["--learners", "hyperagent", "--outcomes", "bernoulli", "--seed", "0", "--json", str(out)]
+    assert run_benchmark("topology-synthetic", argv) == 0
+    data = json.loads(out.read_text())
+    assert data["outcomes"] == "bernoulli"
+    assert data["learners"]["hyperagent"]["optimal_fraction"] >= 0.9
+
+
+def test_bench_refuses_unknown_learners_and_bad_seeds():
     with pytest.raises(ConfigError, match="unknown learner"):
         run_benchmark("topology-synthetic", ["--learners", "gptswarm"])
+    with pytest.raises(ConfigError, match="--seeds must be a comma list of integers"):
+        run_benchmark("topology-synthetic", ["--seeds", "0,x"])

@@ -13,6 +13,7 @@ BENCHMARKS = {
     "service": "hyperteam.bench.service",
     "vllm": "hyperteam.bench.vllm_gpu",
     "topology-synthetic": "hyperteam.bench.topology_synthetic",
+    "adaptive": "hyperteam.bench.adaptive",
     "learn": "hyperteam.bench.learn",
 }
 

@@ -51,7 +51,9 @@ TOKENS_PER_OUTPUT = 100
 TOKEN_PENALTY = 1e-4  # λ: one output (100 tokens) costs 0.01 utility
 LEARNERS = ("hyperagent", "gdesigner", "agentprune")
 LR = 0.003
-BATCH = 6  # queries per step, each with 10 sampled topologies
+BATCH = 6  # queries per step
+SAMPLES = 16  # sampled topologies per query (the trainer's default)
+OUTCOMES = ("coverage", "bernoulli")
 
 
 def coverage(groups: list[tuple[int, ...]], hyperedges: list[tuple[int, ...]]) -> float:
@@ -134,6 +136,7 @@ def fraction(learner: Any, test: list[Problem]) -> float:
 def train(
     name: str, *, steps: int, seed: int, noisy: bool = False, target: float = 0.9, eval_every: int = 10
 ) -> dict[str, Any]:
+    """Trains one learner from the anchor warm start, as ``hyperteam train --topology`` does."""
     """Trains one learner; returns its final optimal fraction and the steps it took to reach ``target``."""
     import torch
 
@@ -142,6 +145,8 @@ def train(
     from hyperteam.topologies.learned import LEARNERS as KINDS
 
     learner = KINDS[name]([Agent(name=n, role=r) for n, r in AGENTS], seed=seed)
+    if hasattr(learner, "anchor_init"):
+        learner.anchor_init()
     train_set, test_set = queries(8, seed), queries(4, seed + 1000)
     reward = SyntheticReward(seed, noisy=noisy)
     optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=LR)
@@ -149,11 +154,13 @@ def train(
     reached: int | None = None
     started = time.perf_counter()
     for step in range(1, steps + 1):
-        train_step(learner, rng.sample(train_set, BATCH), reward, 10, TOKEN_PENALTY, optimizer)
+        train_step(learner, rng.sample(train_set, BATCH), reward, SAMPLES, TOKEN_PENALTY, optimizer)
         if reached is None and step % eval_every == 0 and fraction(learner, test_set) >= target:
             reached = step
+    alone = getattr(learner, "working_alone", None)
     return {
         "optimal_fraction": round(fraction(learner, test_set), 4),
+        "working_alone": sum(len(alone(p.question)) for p in test_set) / len(test_set) if alone else None,
         "steps": reached if reached is not None else steps,
         "reached": reached is not None,
         "seconds": round(time.perf_counter() - started, 2),
@@ -166,24 +173,47 @@ def anchor_fraction() -> float:
     return got / sum(optimal_utility(p.answer) for p in test)
 
 
-def run(learners: list[str], *, steps: int, seed: int, noisy: bool = False) -> dict[str, Any]:
-    """The benchmark's results: every learner's figures and the chain anchor's."""
-    return {
-        "learners": {name: train(name, steps=steps, seed=seed, noisy=noisy) for name in learners},
-        "anchor_chain": {"optimal_fraction": round(anchor_fraction(), 4)},
-    }
+def run(learners: list[str], *, steps: int, seeds: list[int], noisy: bool = False) -> dict[str, Any]:
+    """The benchmark's results: every learner's figures (mean over ``seeds``, and per seed) and the chain anchor's."""
+    out: dict[str, Any] = {}
+    for name in learners:
+        runs = [train(name, steps=steps, seed=seed, noisy=noisy) for seed in seeds]
+        alone = [r["working_alone"] for r in runs if r["working_alone"] is not None]
+        out[name] = {
+            "optimal_fraction": round(sum(r["optimal_fraction"] for r in runs) / len(runs), 4),
+            "steps": max(r["steps"] for r in runs),
+            "reached": all(r["reached"] for r in runs),
+            "seconds": round(sum(r["seconds"] for r in runs), 2),
+            "working_alone": round(sum(alone) / len(alone), 3) if alone else None,
+            "per_seed": {str(seed): r["optimal_fraction"] for seed, r in zip(seeds, runs, strict=True)},
+        }
+    return {"learners": out, "anchor_chain": {"optimal_fraction": round(anchor_fraction(), 4)}}
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="hyperteam bench topology-synthetic", description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=400, help="training steps per learner (default 400)")
     parser.add_argument("--learners", default=",".join(LEARNERS), help=f"comma list of {', '.join(LEARNERS)}")
-    parser.add_argument("--seed", type=int, default=0, help="seed for queries, initialisation and sampling")
-    parser.add_argument("--noisy", action="store_true", help="train on 0/1 outcomes instead of the coverage")
+    parser.add_argument("--seeds", default="0,1,2", help="comma list of seeds, each a full run (default 0,1,2)")
+    parser.add_argument("--seed", type=int, help="one seed (same as --seeds S)")
+    parser.add_argument(
+        "--outcomes",
+        choices=OUTCOMES,
+        default="coverage",
+        help="what training sees: the expected correctness (coverage), or right/wrong drawn from it (bernoulli),"
+        " as a real run gives",
+    )
+    parser.add_argument("--noisy", action="store_true", help="same as --outcomes bernoulli")
     parser.add_argument("--json", dest="json_path", help="write the results as JSON to this file")
     args = parser.parse_args(argv)
     if args.steps < 1:
         raise ConfigError("--steps must be >= 1")
+    try:
+        seeds = [args.seed] if args.seed is not None else [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds must be a comma list of integers, got {args.seeds!r}") from None
+    if not seeds:
+        raise ConfigError("--seeds names no seed")
     learners = [x for x in args.learners.split(",") if x]
     unknown = [x for x in learners if x not in LEARNERS]
     if unknown or not learners:
@@ -191,19 +221,29 @@ def main(argv: list[str]) -> int:
     from hyperteam.topologies.learned._torch import require_torch
 
     require_torch().set_num_threads(1)  # the models are tiny: threads only add overhead
-    results = run(learners, steps=args.steps, seed=args.seed, noisy=args.noisy)
-    print(f"topology-synthetic: 6 agents, 3 query classes, λ={TOKEN_PENALTY} per token, {args.steps} steps (no LLM)")
-    header = f"{'learner':<14}{'optimal_fraction':>18}{'steps_to_0.9':>14}{'seconds':>9}"
+    noisy = args.noisy or args.outcomes == "bernoulli"
+    results = run(learners, steps=args.steps, seeds=seeds, noisy=noisy)
+    print(
+        f"topology-synthetic: 6 agents, 3 query classes, λ={TOKEN_PENALTY} per token, {args.steps} steps, "
+        f"outcomes {'bernoulli (right/wrong)' if noisy else 'coverage'}, seeds {','.join(map(str, seeds))} (no LLM)"
+    )
+    header = (
+        f"{'learner':<14}{'optimal_fraction':>18}{'per seed':>22}{'steps_to_0.9':>14}{'alone/query':>13}{'seconds':>9}"
+    )
     print(header)
     print("-" * len(header))
     for name, r in results["learners"].items():
         steps = str(r["steps"]) if r["reached"] else f">{r['steps']}"
-        print(f"{name:<14}{r['optimal_fraction']:>18.3f}{steps:>14}{r['seconds']:>9.1f}")
-    print(f"{'anchor_chain':<14}{results['anchor_chain']['optimal_fraction']:>18.3f}{'-':>14}{'-':>9}")
+        per_seed = " ".join(f"{v:.3f}" for v in r["per_seed"].values())
+        alone = "-" if r["working_alone"] is None else f"{r['working_alone']:.2f}"
+        print(f"{name:<14}{r['optimal_fraction']:>18.3f}{per_seed:>22}{steps:>14}{alone:>13}{r['seconds']:>9.1f}")
+    print(f"{'anchor_chain':<14}{results['anchor_chain']['optimal_fraction']:>18.3f}")
     if args.json_path:
         out = {
+            "outcomes": "bernoulli" if noisy else "coverage",
+            "seeds": seeds,
             "learners": {
-                n: {"optimal_fraction": r["optimal_fraction"], "steps": r["steps"]}
+                n: {k: r[k] for k in ("optimal_fraction", "steps", "per_seed", "working_alone")}
                 for n, r in results["learners"].items()
             },
             "anchor_chain": results["anchor_chain"],

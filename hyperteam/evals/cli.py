@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sweep", type=Path, metavar="FILE", help="run the teams/settings listed in FILE (YAML/JSON)")
     parser.add_argument(
+        "--adapt",
+        action="store_true",
+        help="train the team's 'adaptive' fusions online: each problem is scored, then learned from; "
+        "the adapted team is saved as OUT/team.adapted.json",
+    )
+    parser.add_argument(
         "--baseline",
         choices=["self-consistency"],
         help="also run this baseline with as many samples as match the team's tokens per problem (in OUT/baseline)",
@@ -61,8 +67,8 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
     if args.concurrency < 1:
         raise ConfigError(f"--concurrency must be >= 1, got {args.concurrency}")
     if args.sweep is not None:
-        if args.baseline is not None:
-            raise ConfigError("--baseline is for one run: leave it out of --sweep")
+        if args.baseline is not None or getattr(args, "adapt", False):
+            raise ConfigError("--baseline and --adapt are for one run: leave them out of --sweep")
         from hyperteam.evals.sweep import run_sweep
 
         return run_sweep(args, default_model=default_model)
@@ -74,6 +80,8 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
         raise ConfigError("--baseline runs in this process: leave out --ray")
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out DIR: the run folder to finish")
+    if getattr(args, "adapt", False) and args.ray is not None:
+        raise ConfigError("--adapt learns in order, in this process: leave out --ray")
     team = load_team(args.team)
     problems = _problems(args)
     model = default_model(args.model)
@@ -110,8 +118,12 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
                 model=model,
                 suite=args.suite,
                 progress=progress,
+                adapt=getattr(args, "adapt", False),
             )
         )
+    if getattr(args, "adapt", False):
+        team.save(out / "team.adapted.json")
+        print(f"adapted team (its learned fusion state): {out / 'team.adapted.json'}")
     if args.baseline is not None:
         from hyperteam.evals.baseline import run_baseline
 

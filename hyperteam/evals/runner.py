@@ -91,6 +91,7 @@ async def evaluate(
     runtime: Runtime | None = None,
     suite: str = "custom",
     progress: Callable[[Progress], None] | None = None,
+    adapt: bool = False,
 ) -> dict[str, Any]:
     """Runs ``team`` on every problem and returns the report (see :mod:`hyperteam.evals.report`).
 
@@ -105,6 +106,10 @@ async def evaluate(
         runtime: the clients to use; default: a new one with ``max_concurrency=concurrency``.
         suite: the suite's name, for the report.
         progress: called after every finished problem.
+        adapt: train the team's ``adaptive`` fusions online, in place: each problem is
+            scored first, then learned from (prequential), so no reported answer comes
+            from a fusion that learned from that problem. With ``resume``, the stored
+            problems are learned from again, in order, before the rest run.
 
     Raises:
         ConfigError: bad arguments, or a store that holds another run (or results without ``resume``).
@@ -124,8 +129,9 @@ async def evaluate(
         done = db.done_ids()
         todo = [(i, p) for i, p in enumerate(problems) if p.id not in done]
         log.info("eval %s on %s: %d problems, %d already done", team.name, suite, len(problems), len(done))
+        learner = _adaptation(team, db) if adapt else None
         started = time.perf_counter()
-        await _run(team, todo, db, concurrency, model, runtime, progress, len(problems) - len(todo))
+        await _run(team, todo, db, concurrency, model, runtime, progress, len(problems) - len(todo), learner)
         db.set_meta(wall_s=float(meta.get("wall_s", 0.0)) + time.perf_counter() - started, n=len(problems))
         from hyperteam.evals.report import build_report
 
@@ -133,6 +139,18 @@ async def evaluate(
     finally:
         if owned_store:
             db.close()
+
+
+def _adaptation(team: Team, db: ResultStore) -> Any:
+    from hyperteam.topologies.adapt import OnlineAdaptation
+
+    learner = OnlineAdaptation(team)
+    if not learner:
+        raise ConfigError(f"adapt: team {team.name!r} has no 'adaptive' fusion to train")
+    for row in sorted(db.rows(), key=lambda r: r.idx):  # a resumed run learns again what it had learned
+        if row.error_kind is None:
+            learner.replay(row.question, row.gold, row.trace)
+    return learner
 
 
 def _check_meta(db: ResultStore, team: Team, suite: str, model: Any, resume: bool, concurrency: int) -> dict[str, Any]:
@@ -170,6 +188,7 @@ async def _run(
     runtime: Runtime | None,
     progress: Callable[[Progress], None] | None,
     already: int,
+    learner: Any = None,
 ) -> None:
     state = Progress(total=len(todo) + already, done=already, started=time.perf_counter())
     gate = asyncio.Semaphore(concurrency)
@@ -177,13 +196,17 @@ async def _run(
 
     async def one(idx: int, problem: Problem) -> None:
         async with gate:
+            result = None
             try:
-                row = score(problem, idx, await team.run(problem.question, runtime=rt, model=model))
+                result = await team.run(problem.question, runtime=rt, model=model)
+                row = score(problem, idx, result)
             except Exception as exc:  # every failure is a stored result; the run goes on
                 if not isinstance(exc, HyperteamError):
                     log.exception("problem %s failed unexpectedly", problem.id)
                 row = score(problem, idx, error=exc)
         db.add(row)
+        if learner is not None and result is not None:
+            learner.learn(problem.question, problem.answer, result)  # after the row is scored and stored
         state.add(row)
         if progress is not None:
             progress(state)

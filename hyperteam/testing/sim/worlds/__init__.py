@@ -103,6 +103,7 @@ class World(Protocol):
 # the plain simulator never loads a world's code.
 _BUILTIN: dict[str, str] = {
     "skills": "hyperteam.testing.sim.worlds.skills:SkillsWorld",
+    "topology": "hyperteam.testing.sim.worlds.topology:TopologyWorld",
 }
 
 
