@@ -86,9 +86,12 @@ class _Connection(asyncio.Protocol):
             if not self.first_data_at:
                 self.first_data_at = now
         if self.chunked:
-            body = self._dechunk()
-            if body is not None:
-                self._finish(body)
+            # A chunked body ends with the last chunk, "0\r\n\r\n" (or trailers then a blank line):
+            # parse only then, not at every piece of a stream.
+            if self.buf.endswith(b"\r\n\r\n"):
+                body = self._dechunk()
+                if body is not None:
+                    self._finish(body)
         elif self.body_len is not None and len(self.buf) >= self.body_len:
             body = bytes(self.buf[: self.body_len])
             del self.buf[: self.body_len]

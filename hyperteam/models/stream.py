@@ -35,9 +35,8 @@ def assemble(body: bytes) -> dict[str, Any]:
     choices: dict[int, dict[str, Any]] = {}
     payload: dict[str, Any] = {"object": "chat.completion"}
     done = False
-    for raw in body.split(b"\n"):
-        line = raw.strip()
-        if not line.startswith(b"data:"):
+    for line in body.split(b"\n"):
+        if line[:5] != b"data:":
             continue  # comments (keep-alive pings), event names, blank separators
         data = line[5:].strip()
         if data == b"[DONE]":
