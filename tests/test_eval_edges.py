@@ -154,3 +154,88 @@ def test_a_resumed_run_counts_the_stored_problems_as_done(tmp_path: Path):
     seen: list[tuple[int, int]] = []
     _run(problems, store=tmp_path / "r.sqlite", resume=True, progress=lambda p: seen.append((p.total, p.done)))
     assert seen == [(3, 2), (3, 3)]
+
+
+# -- online adaptation (--adapt) -------------------------------------------------------------------
+
+
+def _adaptive_team() -> ht.LayeredTeam:
+    agents = [ht.Agent(name=n) for n in ("bad1", "bad2", "good")]
+    return ht.LayeredTeam([ht.Layer("solve", agents=agents, fusion={"name": "adaptive", "top_k": 1})])
+
+
+def _good_and_bad() -> FunctionModel:
+    """Agent 'good' gives the gold answer (named in the question); the other two agree on a wrong one."""
+
+    def reply(request: ht.ChatRequest) -> str:
+        user = request.messages[-1]["content"]
+        gold = user.split("gold=")[1].split()[0]
+        return f"#### {gold}" if "You are good" in user else "#### 999"
+
+    return FunctionModel(reply)
+
+
+PROBLEMS = [Problem(f"p{i}", f"Problem {i}: gold={i + 10} ?", str(i + 10)) for i in range(3)]
+
+
+def _adapt(team: ht.LayeredTeam, problems: list[Problem], store: Path, **kw: object) -> dict:
+    return asyncio.run(
+        evaluate(team, problems, model=_good_and_bad(), store=store, concurrency=1, adapt=True, **kw)  # type: ignore[arg-type]
+    )
+
+
+def test_adapt_learns_after_each_answer_so_only_the_first_problem_is_missed(tmp_path: Path):
+    fixed = asyncio.run(evaluate(_adaptive_team(), PROBLEMS, model=_good_and_bad(), concurrency=1))
+    assert fixed["accuracy"]["strict"] == 0.0  # the first agent is chosen while scores are equal
+    _adapt(_adaptive_team(), PROBLEMS, tmp_path / "r.sqlite")
+    rows = ResultStore(tmp_path / "r.sqlite").rows()
+    assert [r.correct_strict for r in rows] == [False, True, True]
+
+
+def test_a_resumed_adaptive_run_learns_again_from_the_stored_problems(tmp_path: Path):
+    store = tmp_path / "r.sqlite"
+    _adapt(_adaptive_team(), PROBLEMS[:1], store)
+    _adapt(_adaptive_team(), PROBLEMS, store, resume=True)  # a fresh team: it must replay p0 first
+    assert [r.correct_strict for r in ResultStore(store).rows()] == [False, True, True]
+
+
+def test_adapt_on_a_team_without_an_adaptive_fusion_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"^adapt: team 'single' has no 'adaptive' fusion to train$"):
+        _run([Problem("p1", "five?", "5")], adapt=True)
+
+
+# -- what the report says about the run ------------------------------------------------------------
+
+
+def test_the_report_names_the_model_object_and_the_planned_size():
+    named = FunctionModel(lambda request: "#### 5", name="fm-7")
+    report = asyncio.run(evaluate(ht.load_team("single"), [Problem("p1", "five?", "5")], model=named))
+    assert report["model"] == "fm-7" and report["planned"] == 1 and report["simulated"] is False
+
+    class Nameless:
+        async def chat(self, request: ht.ChatRequest, *, sample_index: int = 0) -> ht.ChatResult:
+            return await named.chat(request, sample_index=sample_index)
+
+    report = asyncio.run(evaluate(ht.load_team("single"), [], model=Nameless()))  # type: ignore[arg-type]
+    assert report["model"] == "Nameless"
+
+
+def test_a_team_on_the_simulator_is_reported_as_simulated_whatever_the_run_model():
+    team = ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="a")])], model="sim:0.9")
+    assert asyncio.run(evaluate(team, []))["simulated"] is True
+    agent_sim = ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="a", model="sim:0.9")])])
+    assert asyncio.run(evaluate(agent_sim, []))["simulated"] is True
+
+
+def test_wall_time_adds_up_over_a_resumed_run(tmp_path: Path):
+    async def slow(request: ht.ChatRequest) -> str:
+        await asyncio.sleep(0.3)
+        return "#### 5"
+
+    store = tmp_path / "r.sqlite"
+    team = ht.load_team("single")
+    problems = [Problem("p1", "five?", "5"), Problem("p2", "five?", "5")]
+    first = asyncio.run(evaluate(team, problems[:1], model=FunctionModel(slow), store=store))
+    assert 0.3 <= first["wall_s"] < 1.0
+    second = asyncio.run(evaluate(team, problems, model=_model(), store=store, resume=True))
+    assert first["wall_s"] <= second["wall_s"] < first["wall_s"] + 0.5
