@@ -226,3 +226,23 @@ async def test_a_vllm_queue_in_its_metrics_brings_the_limit_down_to_what_it_runs
         await endpoint.close()
     finally:
         await runner.cleanup()
+
+
+async def test_a_call_queued_behind_a_slow_answer_is_not_cut_while_that_answer_moves(tmp_path):
+    # One slot, two requests (a user-set limit of 2): the second waits ~2.5 s at the server for
+    # its first byte, longer than the 1 s bound, but the answer ahead keeps arriving: not a hang.
+    server = await _sim(tmp_path, latency=LatencyModel(100, 0), max_concurrency=1)
+    try:
+        policy = RetryPolicy(stall_s=1.0)
+        endpoint = Endpoint(server.url, retry=policy, capacity=2)
+        model = EndpointModel(endpoint, "sim-0.8")
+        tokens = (await model.chat(_request())).usage.completion_tokens
+        server.latency = LatencyModel(100, 2400 / tokens)
+        started = time.perf_counter()
+        first, second = await asyncio.gather(model.chat(_request()), model.chat(_request(seed=1)))
+        elapsed = time.perf_counter() - started
+        await endpoint.close()
+    finally:
+        await server.close()
+    assert first.text and second.text and elapsed > 4.0
+    assert max(e["queue_ms"] for e in _log(tmp_path)) > 2000  # it did wait at the server

@@ -38,8 +38,10 @@ class Stalled(TimeoutError):
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; parses one response at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, server_progress: list[float] | None = None) -> None:
         self.transport: asyncio.Transport | None = None
+        # Shared by the connections to one server: when any of its answers last moved.
+        self.server_progress = server_progress if server_progress is not None else [0.0]
         self.waiter: asyncio.Future[tuple[int, dict[str, str], bytes]] | None = None
         self.buf = bytearray()
         self.closed = False
@@ -82,7 +84,7 @@ class _Connection(asyncio.Protocol):
         # queue), nor are keep-alive comments (": ping"): they say the server lives.
         if self.buf and (not self.event_stream or b"data:" in data):
             now = asyncio.get_running_loop().time()
-            self.progress_at = now
+            self.progress_at = self.server_progress[0] = now
             if not self.first_data_at:
                 self.first_data_at = now
         if self.chunked:
@@ -161,13 +163,14 @@ class RawHttpTransport:
         netloc = parts.netloc.rsplit("@", 1)[-1]
         auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
         self._head = f"Host: {netloc}\r\nContent-Type: application/json\r\nAccept: application/json\r\n{auth}"
+        self.progress = [0.0]  # loop time any answer from this server last moved
         self._idle: deque[_Connection] = deque()
         self._all: set[_Connection] = set()
         self._max = max_connections
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(_Connection, self._host, self._port)
+        _, conn = await loop.create_connection(lambda: _Connection(self.progress), self._host, self._port)
         self._all.add(conn)
         return conn
 
@@ -204,7 +207,7 @@ class RawHttpTransport:
                 for this long (keep-alive comments do not count).
             moved: the loop time the caller's queue last moved (e.g. another
                 call to the same server finished): progress too, for a call
-                that has had no byte yet.
+                that has had no byte yet, as are the server's other answers arriving.
             root: ``path`` is from the server's root, not from the base URL's path.
 
         Raises:
@@ -245,8 +248,8 @@ class RawHttpTransport:
                 if waiter.done():
                     return
                 last = conn.progress_at
-                if moved is not None and not conn.first_data_at:
-                    last = max(last, moved())
+                if not conn.first_data_at:  # still waiting: the server's other answers moving is progress
+                    last = max(last, conn.server_progress[0], moved() if moved is not None else 0.0)
                 idle = loop.time() - last
                 if idle >= stall_s:
                     waiter.set_exception(Stalled(idle))

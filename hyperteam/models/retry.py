@@ -15,9 +15,10 @@ class RetryPolicy:
 
     A call is judged by its progress, not by a fixed total time: requests are
     streamed, and a call is cut once nothing has arrived for ``stall_s``
-    (tokens, or for a call still waiting for its first token, another call
-    to the same server finishing: its queue moved). A slow answer that keeps
-    coming is never cut unless ``timeout_s`` is set.
+    (tokens; for a call still waiting for its first token, the same
+    server's other answers arriving or finishing: it is busy and the queue
+    moves). A slow answer that keeps coming is never cut unless
+    ``timeout_s`` is set.
 
     Attributes:
         max_attempts: attempts in all, the first one included.
