@@ -75,9 +75,10 @@ async def _measure(problems: list[Problem], concurrency: int, solve: Callable[[P
 
 
 async def run_hyperteam(team: LayeredTeam, url: str, problems: list[Problem], concurrency: int) -> Measured:
-    # No in-flight limit is set: the client finds the server's (its /props) and keeps to it.
+    # C is a ceiling, as in the baselines; beneath it the client finds the server's own limit
+    # (its /props) and keeps to it: no HYPERTEAM_MAX_CONCURRENCY needed for a small server.
     errors: Counter[str] = Counter()
-    async with Runtime() as runtime:
+    async with Runtime(max_concurrency=concurrency) as runtime:
         model = f"{url}#sim-0.8"
 
         async def solve(p: Problem) -> tuple[str, list[list[int]]]:
