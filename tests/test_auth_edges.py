@@ -192,4 +192,5 @@ async def test_a_route_reached_without_the_middleware_refuses_rather_than_guesse
     with pytest.raises(APIError) as refused:
         await current_owner(request({}), None)
     assert refused.value.status_code == 401 and refused.value.code == "invalid_api_key"
+    assert refused.value.message == "missing API key"
     assert await current_owner(request({"owner": "key_x"}), None) == "key_x"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -114,8 +115,10 @@ def test_one_problem_at_a_time_is_allowed_and_recorded():
 
 
 def test_the_default_concurrency_and_suite_name_are_in_the_report():
+    before = time.time()
     report = _run([Problem("p1", "five?", "5")])
     assert report["concurrency"] == 64 and report["suite"] == "custom"
+    assert before <= report["started_at"] <= time.time()
 
 
 def test_duplicate_problem_ids_are_a_config_error():
