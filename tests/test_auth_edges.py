@@ -112,15 +112,35 @@ async def test_public_paths_need_no_key(path: str):
 
 
 async def test_non_http_traffic_passes_through_untouched():
-    seen: list[str] = []
+    seen: list[tuple[str, Any, Any]] = []
 
     async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.append(scope["type"])
+        seen.append((scope["type"], receive, send))
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
 
     app = AuthMiddleware(inner, KeyRing(["sk-a"]), RateLimiter(0.001, burst=1))
-    await app({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
-    await app({"type": "websocket", "path": "/v1/x", "headers": []}, None, None)  # type: ignore[arg-type]
-    assert seen == ["lifespan", "websocket"]
+    await app({"type": "lifespan"}, receive, send)
+    await app({"type": "websocket", "path": "/v1/x", "headers": []}, receive, send)
+    assert seen == [("lifespan", receive, send), ("websocket", receive, send)]
+
+
+async def test_a_request_without_headers_is_asked_for_a_key():
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    app = AuthMiddleware(_inner, KeyRing(["sk-a"]))
+    await app({"type": "http", "method": "GET", "path": "/v1/x", "query_string": b""}, receive, send)
+    assert sent[0]["status"] == 401
 
 
 async def test_an_open_service_passes_requests_as_anonymous():

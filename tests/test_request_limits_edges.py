@@ -6,6 +6,7 @@ case costs milliseconds; the service-level tests are in ``test_serve_security.py
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -74,6 +75,7 @@ def test_a_two_layer_team_adds_its_layers_and_an_unknown_team_kind_counts_as_one
     assert max_calls(team) == 4
     assert max_calls(SimpleNamespace(name="custom")) == 1  # type: ignore[arg-type]
     assert max_calls(SimpleNamespace(name="custom", agents=[1, 2], rounds=2, fusion=None)) == 4  # type: ignore[arg-type]
+    assert max_calls(SimpleNamespace(name="custom", agents=[1, 2, 3])) == 3  # type: ignore[arg-type]  # one round
 
 
 def test_fan_out_exactly_at_the_limit_passes_and_one_run_more_is_400():
@@ -126,6 +128,7 @@ async def test_a_streamed_body_is_counted_as_it_arrives():
         big = await client.post("/v1/x", content=_chunks(b"x" * 4, b"x" * 4, b"x" * 3))
     assert ok.status_code == 200 and ok.json() == {"size": 10}
     assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+    assert big.json()["error"]["message"] == "the request body is larger than 10 bytes"
 
 
 async def _drive(app: Any, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes]:
@@ -152,7 +155,7 @@ async def test_a_malformed_content_length_is_400_and_a_declared_oversize_is_refu
 
     limit = BodyLimit(app, 10)
     status, body = await _drive(limit, [(b"content-length", b"ten")], b"x")
-    assert status == 400 and b"invalid Content-Length header" in body
+    assert status == 400 and json.loads(body)["error"]["message"] == "invalid Content-Length header"
     status, body = await _drive(limit, [(b"content-type", b"text/plain"), (b"content-length", b"11")], b"x")
     assert status == 413 and b"larger than 10 bytes" in body
     assert read == []  # refused before the app saw the request
@@ -171,10 +174,31 @@ async def test_an_oversize_body_met_after_the_response_started_is_not_answered_t
 
 
 async def test_non_http_traffic_passes_the_body_limit_untouched():
-    seen: list[str] = []
+    seen: list[tuple[str, Any, Any]] = []
 
     async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        seen.append(scope["type"])
+        seen.append((scope["type"], receive, send))
 
-    await BodyLimit(inner, 1)({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
-    assert seen == ["lifespan"]
+    async def receive() -> dict[str, Any]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, Any]) -> None:
+        pass
+
+    await BodyLimit(inner, 1)({"type": "lifespan"}, receive, send)
+    assert seen == [("lifespan", receive, send)]
+
+
+async def test_a_request_without_headers_is_let_through():
+    status, _ = await _drive(BodyLimit(_echo, 10), [], b"x" * 10)
+    assert status == 200
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await BodyLimit(_echo, 10)({"type": "http", "method": "GET", "path": "/", "query_string": b""}, receive, send)
+    assert sent[0]["status"] == 200
