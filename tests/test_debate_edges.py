@@ -63,3 +63,24 @@ async def test_a_debate_that_needs_no_round_never_checks_its_agents():
     result = await get_fusion("debate").fuse("q", [out("a", "4"), out("b", "4"), out("x", "4")], fctx)
     assert result.output.answer == "4" and prompts == [] and result.detail["rounds"] == 1
     assert result.reason == "3 of 3 agents answer 4 in round 1 (consensus)"
+
+
+async def test_the_debaters_see_the_problem_again_in_each_round():
+    fctx, prompts = _context(AGENTS, AGREE)
+    await get_fusion("debate").fuse("What is 2 + 2?", SPLIT, fctx)
+    assert len(prompts) == 3 and all("What is 2 + 2?" in p for p in prompts)
+
+
+async def test_a_debate_with_no_answer_to_debate_is_named_for_its_layer():
+    fctx, prompts = _context(AGENTS, AGREE)
+    result = await get_fusion("debate").fuse("q", [out("a", None), out("b", None, error="timeout: slow")], fctx)
+    assert result.output.agent == "L.debate" and result.output.answer is None and prompts == []
+    assert result.reason == "no agent gave an answer"
+
+
+async def test_agreement_exactly_at_the_threshold_is_not_consensus():
+    fctx, _ = _context(AGENTS, AGREE)
+    outputs = [out("a", "4"), out("b", "4"), out("c", "5")]  # 2/3 agree: the default threshold, not above it
+    result = await get_fusion({"name": "debate", "max_rounds": 1}).fuse("q", outputs, fctx)
+    assert result.detail["consensus"] is False and result.detail["agreement"] == [0.6667]
+    assert result.reason == "2 of 3 agents answer 4 in round 1 (no consensus after 1 rounds)"
