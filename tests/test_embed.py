@@ -94,3 +94,18 @@ def test_sentence_transformers_from_an_installed_model_package(monkeypatch: pyte
     a, b = e.embed(["How many apples are left?", "How many apples remain?"])
     assert len(a) == e.dim
     assert sum(x * y for x, y in zip(a, b, strict=True)) > 0.7
+
+
+def test_embedders_are_named_by_one_spec():
+    from hyperteam.topologies.embed import embedder_from_spec
+
+    assert embedder_from_spec("hashing").config() == {"kind": "hashing", "dim": 64}
+    assert embedder_from_spec("hashing:128").dim == 128
+    endpoint = embedder_from_spec("http://127.0.0.1:9/v1#sim-embed")
+    assert endpoint.config() == {"kind": "endpoint", "base_url": "http://127.0.0.1:9/v1", "model": "sim-embed"}
+    with pytest.raises(ConfigError, match="hashing:DIM"):
+        embedder_from_spec("hashing:big")
+    with pytest.raises(ConfigError, match=r"http://HOST:PORT/v1#MODEL"):
+        embedder_from_spec("http://127.0.0.1:9/v1")
+    with pytest.raises(ConfigError, match="never downloaded at run time"):
+        embedder_from_spec("sentence-transformers/all-MiniLM-L6-v2")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +26,13 @@ from hyperteam.topologies.learned import (  # noqa: E402
     TopologyLearner,
     load_generator,
 )
-from hyperteam.topologies.learned.layers import hyperedges_from, hypergraph_conv, sample_partners  # noqa: E402
+from hyperteam.topologies.learned.layers import (  # noqa: E402
+    hyperedges_from,
+    hypergraph_conv,
+    sample_partners,
+    sample_top_k,
+    top_k_choice,
+)
 
 NAMES = ["a", "b", "c", "d", "e"]
 
@@ -188,3 +196,96 @@ def test_torch_stays_out_of_import_hyperteam_and_its_absence_names_the_extra(mon
 
     with pytest.raises(ConfigError, match=r"pip install 'hyperteam\[learn\]'"):
         require_torch()
+
+
+def _constant(problems, topologies):
+    # Every topology earns the same: no advantage anywhere, only the regularisers act.
+    return [[Outcome(1.0, 100.0) for _ in hs] for hs in topologies]
+
+
+QUERIES = [f"Question {i}: Tom buys {i} apples for 3 dollars each and walks {i} miles." for i in range(40)]
+
+
+def test_with_zero_advantage_the_warm_start_survives_training():
+    """The issue's control: a constant reward used to erase the warm start into empty topologies."""
+    gen = HypergraphGenerator(NAMES, seed=0).anchor_init()
+    before = [gen.best(q) for q in QUERIES[:10]]
+    problems = [Problem(id=f"q{i}", question=q, answer="1") for i, q in enumerate(QUERIES)]
+    fit(gen, problems, reward=_constant, epochs=5)  # 25 steps, the trainer's defaults otherwise
+    after = [gen.best(q) for q in QUERIES[:10]]
+    chain = {frozenset(p) for p in itertools.pairwise(NAMES)}
+
+    def pairs(edges: list[list[str]]) -> set[frozenset[str]]:
+        return {frozenset((x, y)) for e in edges for x in e for y in e if x < y}
+
+    for b, a in zip(before, after, strict=True):
+        assert chain <= pairs(b) and chain <= pairs(a)  # every anchor pair still shares a hyperedge
+        assert len(a) >= len(NAMES) - 1  # each agent with its top-2 partners, duplicates merged
+    # Only the chain ends' second partner, a tie between equally unlikely agents, may change.
+    assert sum(a != b for a, b in zip(after, before, strict=True)) <= 2
+    assert all(gen.working_alone(q) == [] for q in QUERIES[:10])
+    s = torch.sigmoid(gen.decoder.logits(gen._latent(QUERIES[0], 0)[0]))[0]
+    assert all(s[i, i + 1].item() > 0.5 for i in range(len(NAMES) - 1))  # the anchor's affinities survive
+
+
+def test_best_gives_each_agent_its_top_k_partners_unless_a_gate_wins_by_the_margin():
+    inf = float("inf")
+    logits = torch.tensor([[-inf, 3.0, 1.0, 0.0], [3.0, -inf, 2.0, 0.5], [1.0, 2.0, -inf, 0.2], [0.0, 0.5, 0.2, -inf]])
+    low = torch.full((4,), -5.0)
+    picks = top_k_choice(logits, low, torch.zeros(4), 2, margin=1.0)
+    assert [sorted(torch.nonzero(r).flatten().tolist()) for r in picks] == [[1, 2], [0, 2], [0, 1], [1, 2]]
+    # "another partner" must fall below -margin to cut the list to one.
+    assert top_k_choice(logits, low, torch.full((4,), -0.9), 2, margin=1.0).sum(-1).tolist() == [2.0] * 4
+    assert top_k_choice(logits, low, torch.full((4,), -1.1), 2, margin=1.0).sum(-1).tolist() == [1.0] * 4
+    # "work alone" must pass +margin: at 0.9 nobody does, at 1.1 everybody does.
+    assert top_k_choice(logits, torch.full((4,), 0.9), torch.zeros(4), 2, margin=1.0).sum().item() == 8
+    assert top_k_choice(logits, torch.full((4,), 1.1), torch.zeros(4), 2, margin=1.0).sum().item() == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_top_k_draws_and_their_log_prob(seed):
+    inf = float("inf")
+    logits = torch.tensor([[[-inf, 2.0, -1.0], [0.5, -inf, 0.0], [1.0, -3.0, -inf]]])
+    alone, more = torch.tensor([[-1.0, 0.5, 2.0]]), torch.tensor([[0.0, -2.0, 1.0]])
+    picks, log_prob, entropy = sample_top_k(
+        logits, alone, more, 2, margin=1.0, generator=torch.Generator().manual_seed(seed)
+    )
+    expected = 0.0
+    for i in range(3):
+        chosen = torch.nonzero(picks[0, i]).flatten().tolist()
+        p_alone = torch.sigmoid(alone[0, i] - 1.0).item()
+        if not chosen:
+            expected += math.log(p_alone)
+            continue
+        expected += math.log(1 - p_alone)
+        row = logits[0, i]
+        # The order of the two draws is not recorded; with two partners, sum over both orders.
+        first_options = torch.log_softmax(row, 0)
+        p_more = torch.sigmoid(more[0, i] + 1.0).item()
+        if len(chosen) == 1:
+            expected += first_options[chosen[0]].item() + math.log(1 - p_more)
+        else:
+            a, b = chosen
+            both = sum(
+                math.exp(first_options[x].item())
+                * math.exp(first_options[y].item())
+                / (1 - math.exp(first_options[x].item()))
+                for x, y in ((a, b), (b, a))
+            )
+            expected += math.log(both) + math.log(p_more)
+    if picks[0].sum(-1).max() <= 1:  # no agent took two partners: the draw order is the only one
+        assert abs(log_prob.item() - expected) < 1e-5
+    assert picks.sum(-1).max() <= 2 and entropy.shape == (3, 1, 3)  # "alone", first partner, "another"
+
+
+def test_gdesigner_encodes_with_pairwise_graph_convolutions():
+    from hyperteam.topologies.learned.layers import VariationalGraphEncoder, graph_adjacency
+
+    gen = GDesignerGenerator(NAMES, seed=0)
+    assert isinstance(gen.encoder, VariationalGraphEncoder)
+    adj = graph_adjacency(3)
+    assert torch.allclose(adj, adj.T)
+    # D^-1/2 (A + I) D^-1/2 over the chain a-b-c plus a task node linked to all: degrees 3, 4, 3, 4.
+    assert adj[0, 1].item() == pytest.approx(1 / math.sqrt(3 * 4))
+    assert adj[0, 2].item() == 0.0 and adj[3, 3].item() == pytest.approx(1 / 4)
+    assert not isinstance(HypergraphGenerator(NAMES).encoder, VariationalGraphEncoder)

@@ -25,6 +25,9 @@ DEFAULT_TEST = 200
 def _refuse_topology_options(args: argparse.Namespace) -> None:
     if getattr(args, "token_penalty", None) is not None:
         raise ConfigError("--token-penalty applies to --topology training only")
+    for flag in ("embedder", "alone_margin", "lr"):
+        if getattr(args, flag, None) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')} applies to --topology training only")
 
 
 def _problems(args: argparse.Namespace, n_test: int) -> tuple[list[Any], list[Any], list[Any], str]:

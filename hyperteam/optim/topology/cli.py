@@ -43,6 +43,9 @@ def _check(args: argparse.Namespace) -> None:
             raise ConfigError(f"{flag} must be >= {least}, got {value}")
     if args.token_penalty is not None and args.token_penalty < 0:
         raise ConfigError(f"--token-penalty must be >= 0, got {args.token_penalty}")
+    lr = getattr(args, "lr", None)
+    if lr is not None and not lr > 0:
+        raise ConfigError(f"--lr must be > 0, got {lr}")
     margin = getattr(args, "alone_margin", None)
     if margin is not None and (args.topology != "hyperagent" or not margin >= 0):
         raise ConfigError(f"--alone-margin applies to --topology hyperagent and must be >= 0, got {margin}")
@@ -174,6 +177,7 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
     steps = fit(
         learner, train, samples_per_query=args.samples_per_query, token_penalty=penalty, epochs=args.epochs,
         batch=args.batch, model=model, rounds=team.rounds, fusion=team.fusion, concurrency=args.concurrency,
+        lr=getattr(args, "lr", None) or 0.003,
         on_step=on_step,
     )  # fmt: skip
     learner.save(args.out)

@@ -29,6 +29,7 @@ from hyperteam.topologies.learned.layers import bernoulli_log_prob
 log = logging.getLogger(__name__)
 
 FORMAT = "hyperteam.topology/1"
+QUERY_CACHE = 4096
 LEARNERS: dict[str, type[TopologyLearner]] = {}
 
 
@@ -68,6 +69,7 @@ class TopologyLearner(torch.nn.Module):
         self.seed = seed
         self.steps = 0
         self._rng = torch.Generator().manual_seed(seed)
+        self._queries: dict[str, torch.Tensor] = {}
         torch.manual_seed(seed)  # parameter initialisation in subclasses: same seed, same generator
         self.register_buffer("agent_features", torch.tensor(self.embedder.embed([agent_text(a) for a in self.agents])))
 
@@ -79,6 +81,23 @@ class TopologyLearner(torch.nn.Module):
     @property
     def n(self) -> int:
         return len(self.names)
+
+    def query_vector(self, query: str) -> torch.Tensor:
+        """The query's embedding, ``(1, dim)``; cached, since training embeds each query once per step."""
+        vec = self._queries.get(query)
+        if vec is None:
+            self.remember([query])
+            vec = self._queries[query]
+        return vec
+
+    def remember(self, queries: list[str]) -> None:
+        """Embeds ``queries`` in one call and caches them (most recent ``QUERY_CACHE``)."""
+        todo = [q for q in dict.fromkeys(queries) if q not in self._queries]
+        if todo:
+            for q, v in zip(todo, self.embedder.embed(todo), strict=True):
+                self._queries[q] = torch.tensor([v])
+            while len(self._queries) > QUERY_CACHE:
+                self._queries.pop(next(iter(self._queries)))
 
     # -- the policy, given by subclasses --------------------------------------
 
