@@ -66,3 +66,25 @@ def test_show_draws_the_hypergraph_a_learned_team_makes_for_a_query():
     assert "hypergraph team" in shown.stdout and "e0 --- a0" in shown.stdout
     assert_one_line_error(hyperteam("show", "--team", "hyperagent-gsm8k"), "add --query")
     assert_one_line_error(hyperteam("show", "--team", "single", "--query", "x"), "learned-topology teams only")
+
+
+def test_train_topology_also_trains_an_adaptive_fusion_into_the_spec(tmp_path: Path):
+    team = tmp_path / "team.yaml"
+    team.write_text(
+        "name: ha\ntopology: {learner: hyperagent}\nagents: [{name: a}, {name: b}, {name: c}]\nrounds: 2\n"
+        "fusion: adaptive\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "t.json"
+    proc = hyperteam(
+        "train", "--topology", "hyperagent", "--team", str(team), "--suite", "demo", "--train", "4", "--val", "0",
+        "--epochs", "1", "--batch", "2", "--samples-per-query", "2", "--model", "sim:0.8", "--out", str(out),
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "adaptive fusion trained online on 4 problems" in proc.stdout
+    import yaml
+
+    fusion = yaml.safe_load((tmp_path / "t.team.yaml").read_text())["fusion"]
+    assert fusion["name"] == "adaptive" and set(fusion["weights"]) == {"a", "b", "c"}
+    assert json.loads((tmp_path / "t.report.json").read_text())["adaptive_fusion"]["problems"] == 4

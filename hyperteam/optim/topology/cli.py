@@ -197,6 +197,18 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
         "samples_per_query": args.samples_per_query, "token_penalty": penalty, "embedder": learner.embedder.config(),
         "alone_margin": getattr(learner, "alone_margin", None), "steps": steps,
     }  # fmt: skip
+    from hyperteam.topologies.adapt import OnlineAdaptation
+
+    if OnlineAdaptation(learned):
+        # The team fuses with `adaptive`: it learns whom to trust on the training problems too, on the
+        # learned topology, online (each problem answered before it is learned from), into the spec.
+        from hyperteam.evals.runner import evaluate
+
+        online = asyncio.run(evaluate(learned, train, model=model, concurrency=args.concurrency, adapt=True))
+        spec["fusion"] = learned.fusion
+        spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        report["adaptive_fusion"] = {"problems": len(train), "online_accuracy": online["accuracy"]["strict"]}
+        say(f"adaptive fusion trained online on {len(train)} problems: accuracy {online['accuracy']['strict']:.3f}")
     if val:
         report["validation"] = _evaluate(learned, val, model, args.concurrency)
         v = report["validation"]
