@@ -29,7 +29,8 @@ def acquire(model: str, options: LlamaCppOptions) -> LlamaCppServer:
     with _LOCK:
         entry = _SERVERS.get((model, options))
         if entry is None:
-            locked = options if options.api_key else options.with_(api_key=secrets.token_urlsafe(18))
+            # Hex: a urlsafe key may begin with "-", which the server's argument parser takes for a flag.
+            locked = options if options.api_key else options.with_(api_key=secrets.token_hex(16))
             entry = (LlamaCppServer(model, locked).start(), [0])
             _SERVERS[(model, options)] = entry
         entry[1][0] += 1
