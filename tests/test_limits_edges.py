@@ -101,6 +101,7 @@ async def test_a_concurrency_limit_holds_and_lets_the_rest_in_first_come_first_s
             assert limit.in_flight <= 2
             await asyncio.sleep(0.01)
 
+    assert (limit.limit, limit.peak, limit.in_flight) == (2, 0, 0)
     await asyncio.gather(*(request(i) for i in range(5)))
     assert order == [0, 1, 2, 3, 4] and limit.peak == 2 and limit.in_flight == 0
 
@@ -271,3 +272,11 @@ async def test_a_raised_limit_lets_a_waiting_request_in():
     assert limit.limit == 2
     await asyncio.sleep(0)
     assert waiter.done() and limit.in_flight == 2
+
+
+def test_a_reply_exactly_at_the_queueing_threshold_did_not_wait():
+    limit = AdaptiveLimit(64, start=8, source="adaptive")
+    limit.observe(sent_at=0.0, now=0.25, first_byte_s=0.25)  # fastest and typical: 0.25 s
+    # typical becomes 0.8 * 0.25 + 0.2 * 1.0 = 0.4 s: the threshold is 2 * 0.25 + 0.25 * 0.4 = 0.6 s
+    limit.observe(sent_at=1.0, now=2.0, first_byte_s=0.6)
+    assert limit.limit == 8 and limit.cuts == 0

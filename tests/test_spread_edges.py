@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from hyperteam.errors import ConfigError, ModelError
@@ -32,9 +34,11 @@ class Replica:
         self.name = name
         self.fail: ModelError | None = None
         self.calls = 0
+        self.seen: list[tuple[ChatRequest, int]] = []
 
     async def chat(self, request: ChatRequest, *, sample_index: int = 0) -> ChatResult:
         self.calls += 1
+        self.seen.append((request, sample_index))
         if self.fail is not None:
             raise self.fail
         return ChatResult([Completion(self.name)], Usage(1, 1, 1), model=self.name)
@@ -115,6 +119,7 @@ async def test_a_cooled_down_replica_is_back_at_the_end_of_its_pause_and_one_suc
     clock.now += 1.999
     assert (await model.chat(_request())).model != home.model.name
     clock.now += 0.001  # exactly at the end of the pause
+    assert not any(s["down"] for s in model.stats())
     assert (await model.chat(_request())).model == home.model.name
     stats = {s["name"]: s for s in model.stats()}
     assert stats[home.model.name] == {
@@ -170,3 +175,42 @@ async def test_when_every_replica_fails_each_is_tried_once_and_the_last_error_is
     assert [r.calls for r in replicas] == [1, 1, 1]
     last = max(model.replicas, key=lambda r: (r.down_until, r.index))
     assert str(info.value) in {f"{r.name} down" for r in replicas} and last.failures == 1
+
+
+def test_the_defaults_a_user_gets():
+    model = SpreadModel([Replica("r0")])
+    assert (model.affinity_slack, model.prefix_chars, model.cooldown_s, model.max_cooldown_s) == (4, 384, 2.0, 60.0)
+
+
+def test_a_prompt_with_a_broken_character_still_gets_a_replica(clock: Clock):
+    model = SpreadModel([Replica("r0"), Replica("r1")])
+    request = ChatRequest([{"role": "user", "content": "half a surrogate: \ud800"}])
+    assert model.affinity_key(request) == b"half a surrogate: ?"
+    assert model.pick(model.affinity_key(request)) in model.replicas
+
+
+async def test_the_replica_gets_the_request_and_its_sample_index_and_counts_what_it_served(clock: Clock):
+    replica = Replica("r0")
+    model = SpreadModel([replica])
+    request = _request()
+    await model.chat(request, sample_index=3)
+    await model.chat(request)
+    assert replica.seen == [(request, 3), (request, 0)]
+    assert model.stats()[0]["served"] == 2
+
+
+async def test_failures_and_recoveries_are_logged_with_the_replica_and_the_pause(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+):
+    r0 = Replica("r0")
+    model = SpreadModel([r0])
+    r0.fail = _down()
+    with caplog.at_level(logging.INFO, logger="hyperteam.models.spread"), pytest.raises(ModelError):
+        await model.chat(_request())
+    r0.fail = None
+    with caplog.at_level(logging.INFO, logger="hyperteam.models.spread"):
+        await model.chat(_request())
+    assert [r.getMessage() for r in caplog.records] == [
+        "replica r0 failed (connection); out for 2.0 s",
+        "replica r0 is back",
+    ]
