@@ -1,4 +1,12 @@
-"""The AgentPrune-style baseline: a free probability per edge, the weakest pruned now and then."""
+"""The AgentPrune-style baseline: a free probability per edge, the weakest pruned now and then.
+
+Spatial masks only. AgentPrune (Zhang et al. 2024) learns a spatial mask
+(who reads whom within a round) and a temporal one (who reads whom from the
+round before); a hypergraph team runs one communication structure in every
+round, its agents reading their co-members' latest outputs, so there is one
+mask here, applied to both. A separate temporal mask needs a team that runs
+different structures within and across rounds.
+"""
 
 from __future__ import annotations
 
