@@ -126,3 +126,35 @@ def test_bench_adaptive_writes_the_three_fusions(tmp_path: Path, capsys):
     assert data["adaptive"] > data["majority_vote"]  # trust by kind of question pays, even after 200
     assert data["oracle"] >= data["majority_vote"]
     assert "SIMULATED" in capsys.readouterr().out
+
+
+def test_eval_adapt_from_the_command_line_saves_the_adapted_team(tmp_path: Path):
+    from tests.test_cli import assert_one_line_error, hyperteam
+
+    spec = tmp_path / "team.yaml"
+    spec.write_text(
+        "name: voters\nlayers:\n  - name: solve\n    agents: [{name: a}, {name: b}, {name: c}]\n    fusion: adaptive\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "run"
+    proc = hyperteam("eval", "demo", "--team", str(spec), "--model", "sim:0.7", "--limit", "6", "--adapt",
+                     "--out", str(out), "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    adapted = json.loads((out / "team.adapted.json").read_text())
+    assert set(adapted["layers"][0]["fusion"]["weights"]) == {"a", "b", "c"}
+    assert_one_line_error(
+        hyperteam(
+            "eval",
+            "demo",
+            "--team",
+            "single",
+            "--model",
+            "sim:0.7",
+            "--limit",
+            "2",
+            "--adapt",
+            "--out",
+            str(tmp_path / "single"),
+        ),
+        "has no 'adaptive' fusion",
+    )
