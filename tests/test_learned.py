@@ -29,7 +29,6 @@ from hyperteam.topologies.learned import (  # noqa: E402
 from hyperteam.topologies.learned.layers import (  # noqa: E402
     hyperedges_from,
     hypergraph_conv,
-    sample_partners,
     sample_top_k,
     top_k_choice,
 )
@@ -99,22 +98,6 @@ def test_hyperedges_are_each_agent_with_its_top_k_partners_merged():
     # a keeps b and c (its best two of three), b and c name the same group: one hyperedge; d invites no one.
     assert hyperedges_from(invites, scores, k=2) == [(0, 1, 2)]
     assert hyperedges_from(invites, scores, k=1) == [(0, 1), (0, 2)]
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_log_prob_of_a_sampled_hypergraph_is_that_of_its_draws(seed):
-    # k = 1: each agent draws one partner or stops, from a softmax over its partners' logits and a stop logit 0.
-    inf = float("inf")
-    logits = torch.tensor([[[-inf, 2.0, -1.0], [0.5, -inf, 0.0], [1.0, -3.0, -inf]]])
-    picks, log_prob = sample_partners(logits, 1, torch.Generator().manual_seed(seed))
-    expected = 0.0
-    for i in range(3):
-        options = torch.cat([logits[0, i][torch.arange(3) != i], torch.zeros(1)])
-        norm = torch.logsumexp(options, 0).item()
-        chosen = [j for j in range(3) if picks[0, i, j] > 0]
-        expected += (logits[0, i, chosen[0]].item() if chosen else 0.0) - norm
-    assert abs(log_prob.item() - expected) < 1e-5
-    assert picks.sum(-1).max() <= 1
 
 
 def test_best_is_deterministic_and_survives_save_and_load(tmp_path: Path):

@@ -194,6 +194,10 @@ class HypergraphGenerator(_EncodedLearner):
             (default 1.0; ``inf`` never works alone).
         seed: initialisation and sampling seed (an untrained generator with a
             fixed seed is deterministic).
+        **kw: the encoder's and regularisers' settings, saved with the topology:
+            ``hidden`` (64), ``rank`` (16), ``tau`` (1.0), ``kl_weight`` (1e-3),
+            ``sparsity_weight`` (0.01), ``anchor_weight`` (0.1, toward the warm
+            start), ``entropy_weight`` (3.0) and ``entropy_floor`` (0.2 nats per decision).
 
     Example:
         >>> gen = HypergraphGenerator(["a", "b", "c", "d"], k=2, seed=0).anchor_init()

@@ -33,7 +33,6 @@ __all__ = [
     "input_incidence",
     "kl_divergence",
     "nuclear_penalty",
-    "sample_partners",
     "sample_top_k",
     "top_k_choice",
 ]
@@ -261,39 +260,6 @@ def hyperedges_from(invites: list[list[bool]], scores: list[list[float]], k: int
             seen.add(edge)
             edges.append(edge)
     return edges
-
-
-def sample_partners(
-    logits: torch.Tensor, k: int, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each agent draws up to ``k`` partners one by one, without replacement, or stops.
-
-    A draw is a softmax over the partners not yet drawn (logits ``logit(S_ij)``)
-    and a stop option with logit 0; so the most likely choice is "partners
-    with ``S_ij > 0.5``, best first", which is what ``best`` takes.
-
-    Args:
-        logits: ``(M, N, N)``, ``-inf`` on the diagonal.
-        k: draws per agent at most.
-
-    Returns:
-        (picks ``(M, N, N)`` 0/1, log-probability of the draws ``(M,)``).
-    """
-    m, n, _ = logits.shape
-    ext = torch.cat([logits, torch.zeros(m, n, 1, dtype=logits.dtype)], dim=-1)
-    blocked = torch.zeros(m, n, n + 1, dtype=torch.bool)
-    done = torch.zeros(m, n, dtype=torch.bool)
-    picks = torch.zeros(m, n, n + 1)
-    log_prob = torch.zeros(m, dtype=logits.dtype)
-    for _ in range(min(k, n - 1)):
-        logp = torch.log_softmax(ext.masked_fill(blocked, float("-inf")), dim=-1)
-        idx = torch.multinomial(logp.detach().exp().reshape(-1, n + 1), 1, generator=generator).reshape(m, n)
-        step = logp.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
-        log_prob = log_prob + step.masked_fill(done, 0.0).sum(-1)
-        picks.scatter_(-1, idx.unsqueeze(-1), (~done).unsqueeze(-1).to(picks.dtype))
-        done = done | (idx == n)
-        blocked = blocked.scatter(-1, idx.unsqueeze(-1), True)
-    return picks[..., :n], log_prob
 
 
 def _bernoulli(
