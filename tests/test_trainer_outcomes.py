@@ -1,0 +1,132 @@
+"""What each training step reports when it cannot or need not patch: skipped, rejected, error; and its cost."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+import pytest
+
+import hyperteam as ht
+from hyperteam.errors import ModelError
+from hyperteam.models.types import ChatRequest
+from hyperteam.testing import FunctionModel
+from tests.test_optim import kind_of
+from tests.test_trainer_verdicts import GOLD, TRAIN, VAL, _question
+
+
+def _team_model(train_answer: Callable[[str], str]) -> FunctionModel:
+    """Validation problems answered right; training problems answered by ``train_answer(prompt)``."""
+
+    def reply(request: ChatRequest) -> str:
+        question = _question(request)
+        if question is not None:
+            return f"#### {GOLD[question]}"
+        return train_answer(request.messages[-1]["content"])
+
+    return FunctionModel(reply)
+
+
+def _optimizer(update: Callable[[], str], *, fail: str | None = None) -> FunctionModel:
+    def reply(request: ChatRequest) -> str:
+        kind = kind_of(request)
+        if kind == fail:
+            raise ModelError("the optimizer endpoint is down", kind="http_503", status=503)
+        if kind == "update":
+            return update()
+        return "<feedback>wrong</feedback>" if kind == "evaluate" else "<gradient>be better</gradient>"
+
+    return FunctionModel(reply)
+
+
+def _patch() -> str:
+    return json.dumps({"ops": [{"op": "set_instructions", "agent": "s", "value": "Be NEW."}]})
+
+
+def _fit(team_model: FunctionModel, optimizer: FunctionModel, *, epochs: int = 1) -> tuple[dict, ht.optim.Trainer]:
+    team = ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="s", instructions="Solve.")])], name="one")
+    trainer = ht.optim.Trainer(
+        team, train=TRAIN, val=VAL, model=team_model, optimizer_model=optimizer,
+        epochs=epochs, batch=len(TRAIN), val_batch=2, seed=0,
+    )  # fmt: skip
+    return trainer.fit_sync(), trainer
+
+
+def test_a_minibatch_answered_right_is_skipped_without_optimizer_calls():
+    report, trainer = _fit(_team_model(lambda prompt: "#### 1"), _optimizer(_patch), epochs=2)
+    first, second = report["steps"]
+    assert (first["step"], first["epoch"], second["step"], second["epoch"]) == (1, 1, 2, 2)
+    for step in (first, second):
+        assert step["outcome"] == "skipped"
+        assert step["reason"] == "every answer of the minibatch was right: no gradient"
+        assert step["failed"] == {"problems": 2, "failed": 0, "failed_by_kind": {}, "fallbacks": {}}
+        assert (step["train_score"], step["global_gradient"], step["gradients"]) == (1.0, "", {})
+        assert step["patches"] == [] and step["optimizer_calls"] == []
+        assert step["val"] == step["val_before"] == 1.0
+        assert step["tokens"]["team"] > 0 and step["tokens"]["optimizer"] == 0
+    # Each step's tokens are its own, not a running total.
+    assert first["tokens"]["team"] == second["tokens"]["team"]
+    assert trainer.optimizer.steps == 0  # no gradient: the optimizer never stepped
+
+
+def test_a_minibatch_whose_only_wrong_answers_failed_is_skipped_saying_so(caplog: pytest.LogCaptureFixture):
+    def answer(prompt: str) -> str:
+        if "Training problem 0" in prompt:
+            raise ModelError("busy", kind="http_503", status=503)
+        return "#### 1"
+
+    with caplog.at_level(logging.INFO):
+        report, _ = _fit(_team_model(answer), _optimizer(_patch))
+    [step] = report["steps"]
+    assert step["outcome"] == "skipped"
+    assert step["reason"] == "1 of 2 problems failed (http_503: 1); the others were right: no gradient"
+    assert step["failed"] == {"problems": 2, "failed": 1, "failed_by_kind": {"http_503": 1}, "fallbacks": {}}
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step 1 ")]
+    assert lines and lines[0].startswith("step 1 (epoch 1): skipped; validation 1.000; tokens team ")
+    assert lines[0].endswith("; 1 of 2 problems failed (http_503: 1)")
+
+
+def test_a_step_with_no_valid_patch_is_rejected_and_the_team_unchanged():
+    report, trainer = _fit(_team_model(lambda prompt: "#### 0"), _optimizer(lambda: "no JSON here"))
+    [step] = report["steps"]
+    assert step["outcome"] == "rejected" and step["reason"] == "no valid patch"
+    assert [p["status"] for p in step["patches"]] and all(p["status"] != "applied" for p in step["patches"])
+    assert trainer.team.layers[0].agents[0].instructions == "Solve."
+    assert step["train_score"] == 0.0 and step["global_gradient"] and step["gradients"]
+    kinds = {c["kind"] for c in step["optimizer_calls"]}
+    assert {"evaluate", "local_gradient", "update"} <= kinds  # the loss's calls and the updater's
+    assert all(set(c) == {"kind", "layer", "tokens"} and c["tokens"] > 0 for c in step["optimizer_calls"])
+    assert step["tokens"]["optimizer"] == sum(c["tokens"] for c in step["optimizer_calls"])
+    moments = [m for ms in trainer.optimizer.history.values() for m in ms]
+    assert moments and all(m.accepted is False for m in moments)  # a malformed patch is never "kept"
+
+
+def test_an_optimizer_endpoint_failure_costs_the_step_not_the_run():
+    report, trainer = _fit(_team_model(lambda prompt: "#### 0"), _optimizer(_patch, fail="evaluate"), epochs=2)
+    assert [s["outcome"] for s in report["steps"]] == ["error", "error"]
+    step = report["steps"][0]
+    assert step["reason"] == "http_503: the optimizer endpoint is down" and step["patches"] == []
+    assert trainer.team.layers[0].agents[0].instructions == "Solve."  # restored to the step's start
+    assert step["val"] == step["val_before"]
+
+
+def test_an_accepted_step_reports_its_calls_and_its_own_tokens():
+    def answer(prompt: str) -> str:
+        return "#### 1" if "Be NEW." in prompt else "#### 0"
+
+    def team_reply(request: ChatRequest) -> str:
+        question = _question(request)
+        prompt = request.messages[-1]["content"]
+        if question is not None:  # validation: even golds right before the patch, all right after
+            right = "Be NEW." in prompt or int(GOLD[question]) % 2 == 0
+            return f"#### {GOLD[question] if right else 0}"
+        return answer(prompt)
+
+    report, _ = _fit(FunctionModel(team_reply), _optimizer(_patch), epochs=2)
+    first = report["steps"][0]
+    assert first["outcome"] == "accepted" and first["val"] == 1.0 > first["val_before"]
+    assert first["optimizer_calls"] and {c["layer"] for c in first["optimizer_calls"]} == {"optim", "solve"}
+    assert first["tokens"]["optimizer"] == sum(c["tokens"] for c in first["optimizer_calls"])
+    assert report["steps"][1]["outcome"] == "skipped"  # the patched team answers the minibatch right
+    assert sum(s["tokens"]["optimizer"] for s in report["steps"]) == report["tokens"]["optimizer"]["total_tokens"]
