@@ -37,7 +37,7 @@ def main(args: argparse.Namespace, extra: list[str]) -> int:
         server.wait_ready()
         print(f"ready: {server.spec}")
         print(f"  use it: hyperteam run --team self-consistency --model '{server.spec}' 'What is 17 * 3?'")
-        print("  it serves one request at a time; hyperteam's client knows and queues the rest itself")
+        print("  it serves one request at a time: hyperteam's client finds that out and queues the rest itself")
         if options.api_key:
             print("  (set HYPERTEAM_API_KEY to the --api-key for clients)")
         print("Ctrl-C stops the server.", flush=True)
