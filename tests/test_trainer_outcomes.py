@@ -130,3 +130,62 @@ def test_an_accepted_step_reports_its_calls_and_its_own_tokens():
     assert first["tokens"]["optimizer"] == sum(c["tokens"] for c in first["optimizer_calls"])
     assert report["steps"][1]["outcome"] == "skipped"  # the patched team answers the minibatch right
     assert sum(s["tokens"]["optimizer"] for s in report["steps"]) == report["tokens"]["optimizer"]["total_tokens"]
+
+
+def _improving_team() -> FunctionModel:
+    def team_reply(request: ChatRequest) -> str:
+        question = _question(request)
+        prompt = request.messages[-1]["content"]
+        if question is None:
+            return "#### 1" if "Be NEW." in prompt else "#### 0"
+        right = "Be NEW." in prompt or int(GOLD[question]) % 2 == 0
+        return f"#### {GOLD[question] if right else 0}"
+
+    return FunctionModel(team_reply)
+
+
+def test_an_accepted_patch_is_recorded_in_the_history_the_pool_and_the_momentum():
+    report, trainer = _fit(_improving_team(), _optimizer(_patch))
+    [step] = report["steps"]
+    assert step["reason"] == "validation improved on the minibatch and the full set"
+    assert step["val_minibatch"]["n"] == 2 and step["val_minibatch"]["after"] == 2
+    assert (step["val_before"], step["val_candidate"], step["val"]) == (0.5, 1.0, 1.0)
+    [applied] = [p for p in step["patches"] if p["status"] == "applied"]
+    assert trainer.team.history == [{"step": 1, "val": 1.0, "patches": [{"layer": "solve", "ops": applied["text"]}]}]
+    [variant] = trainer.pool.variants["solve"]
+    assert (variant.score, variant.step, variant.source) == (1.0, 1, "one")
+    assert variant.layer["agents"][0]["instructions"] == "Be NEW."
+    [moment] = [m for ms in trainer.optimizer.history.values() for m in ms]
+    assert (moment.outcome, moment.val_change) == ("kept", 0.5)  # the full set's change: 1.0 - 0.5
+
+
+def test_a_patch_reverted_on_the_minibatch_records_the_minibatch_change():
+    def worse(request: ChatRequest) -> str:
+        question = _question(request)
+        prompt = request.messages[-1]["content"]
+        if question is None:
+            return "#### 0"
+        right = "Be NEW." not in prompt and int(GOLD[question]) % 2 == 0  # the patch breaks every answer
+        return f"#### {GOLD[question] if right else 0}"
+
+    report, trainer = _fit(FunctionModel(worse), _optimizer(_patch))
+    [step] = report["steps"]
+    mb = step["val_minibatch"]
+    assert step["outcome"] == "reverted" and mb["after"] == 0 and mb["n"] == 2
+    [moment] = [m for ms in trainer.optimizer.history.values() for m in ms]
+    assert (moment.outcome, moment.val_change) == ("reverted", -mb["before"] / 2)
+    assert (trainer.team.history == [] and len(trainer.pool) == 0) or "solve" not in trainer.pool.variants
+
+
+def test_the_same_seed_checks_the_same_validation_minibatch():
+    def asked(seed: int) -> list[str]:
+        model = _improving_team()
+        team = ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="s", instructions="Solve.")])], name="one")
+        ht.optim.Trainer(
+            team, train=TRAIN, val=VAL, model=model, optimizer_model=_optimizer(_patch),
+            epochs=1, batch=len(TRAIN), val_batch=2, seed=seed,
+        ).fit_sync()  # fmt: skip
+        questions = [_question(r) for r in model.requests]
+        return [q for q in questions[len(VAL) :] if q is not None][:2]  # the first minibatch after the initial check
+
+    assert asked(3) == asked(3) == asked(3)
