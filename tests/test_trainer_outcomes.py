@@ -10,7 +10,7 @@ import pytest
 
 import hyperteam as ht
 from hyperteam.errors import ModelError
-from hyperteam.models.types import ChatRequest
+from hyperteam.models.types import ChatRequest, Usage
 from hyperteam.testing import FunctionModel
 from tests.test_optim import kind_of
 from tests.test_trainer_verdicts import GOLD, TRAIN, VAL, _question
@@ -189,3 +189,45 @@ def test_the_same_seed_checks_the_same_validation_minibatch():
         return [q for q in questions[len(VAL) :] if q is not None][:2]  # the first minibatch after the initial check
 
     assert asked(3) == asked(3) == asked(3)
+
+
+# -- the optimizer's checkpointed state ------------------------------------------------------------
+
+
+def test_the_optimizer_state_survives_a_checkpoint_exactly():
+    _, trainer = _fit(_improving_team(), _optimizer(_patch))
+    state = json.loads(json.dumps(trainer.optimizer.state_dict()))
+    assert state["steps"] == 1 and state["usage"]["calls"] > 0
+    assert [m["outcome"] for m in state["history"]["solve"]] == ["kept"]
+    assert [r["accepted"] for r in state["records"] if r["status"] == "applied"] == [True]
+    fresh = ht.optim.TextualGradientDescent(trainer.team, momentum=trainer.optimizer.momentum)
+    fresh.load_state_dict(state)
+    assert fresh.state_dict() == state
+    assert fresh.usage == trainer.optimizer.usage and fresh.history["solve"].maxlen == trainer.optimizer.momentum
+
+
+@pytest.mark.parametrize(("accepted", "outcome"), [(True, "kept"), (False, "reverted"), (None, None)])
+def test_a_checkpoint_from_before_momentum_outcomes_still_loads(accepted: bool | None, outcome: str | None):
+    team = ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="s")])], name="one")
+    old = {
+        "steps": 4,
+        "history": {"solve": [{"step": 4, "gradient": "be careful", "patch": "p", "accepted": accepted}]},
+        "records": [],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "calls": 2, "latency_s": 0.5},
+    }
+    optimizer = ht.optim.TextualGradientDescent(team, momentum=2)
+    optimizer.load_state_dict(old)
+    [moment] = optimizer.history["solve"]
+    assert (moment.step, moment.gradient, moment.patch, moment.outcome) == (4, "be careful", "p", outcome)
+    assert moment.accepted is (None if accepted is None else accepted)
+    assert optimizer.steps == 4 and optimizer.honours_schema == {}
+    assert (optimizer.usage.prompt_tokens, optimizer.usage.completion_tokens, optimizer.usage.calls) == (10, 5, 2)
+    assert optimizer.usage.latency_s == 0.5 and optimizer.history["solve"].maxlen == 2
+
+
+def test_without_momentum_the_history_is_unbounded():
+    team = ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="s")])], name="one")
+    optimizer = ht.optim.TextualGradientDescent(team, momentum=0)
+    moments = [{"step": i, "gradient": "g", "patch": "", "outcome": "kept", "val_change": 0.1} for i in range(5)]
+    optimizer.load_state_dict({"steps": 5, "history": {"solve": moments}, "records": [], "usage": Usage().to_dict()})
+    assert len(optimizer.history["solve"]) == 5 and optimizer.history["solve"].maxlen is None
