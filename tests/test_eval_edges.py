@@ -58,6 +58,7 @@ def test_progress_counts_each_finished_problem_its_correct_answers_errors_and_to
         Problem("p2", "seven, not five?", "5"),  # answered 5: correct
         Problem("p3", "seven?", "5"),  # answered 7: wrong
         Problem("p4", "fail:model", "5"),
+        Problem("p5", "fail:config", "5"),
     ]
     seen: list[tuple[int, int, int, int, int]] = []
 
@@ -69,10 +70,11 @@ def test_progress_counts_each_finished_problem_its_correct_answers_errors_and_to
     tokens = [r.prompt_tokens + r.completion_tokens for r in rows]
     assert all(r.completion_tokens > 0 for r in rows[:3])
     assert seen == [
-        (4, 1, 1, 0, tokens[0]),
-        (4, 2, 2, 0, sum(tokens[:2])),
-        (4, 3, 2, 0, sum(tokens[:3])),
-        (4, 4, 2, 1, sum(tokens)),
+        (5, 1, 1, 0, tokens[0]),
+        (5, 2, 2, 0, sum(tokens[:2])),
+        (5, 3, 2, 0, sum(tokens[:3])),
+        (5, 4, 2, 1, sum(tokens)),
+        (5, 5, 2, 2, sum(tokens)),
     ]
 
 
@@ -242,3 +244,19 @@ def test_wall_time_adds_up_over_a_resumed_run(tmp_path: Path):
     assert 0.3 <= first["wall_s"] < 1.0
     second = asyncio.run(evaluate(team, problems, model=_model(), store=store, resume=True))
     assert first["wall_s"] <= second["wall_s"] < first["wall_s"] + 0.5
+
+
+def test_an_adaptive_run_goes_on_past_a_failed_problem(tmp_path: Path):
+    def reply(request: ht.ChatRequest) -> str:
+        user = request.messages[-1]["content"]
+        if "Problem 1:" in user:
+            raise ModelError("down", kind="http_503")
+        return _good_and_bad().fn(request)  # type: ignore[attr-defined]
+
+    store = tmp_path / "r.sqlite"
+    asyncio.run(
+        evaluate(_adaptive_team(), PROBLEMS, model=FunctionModel(reply), store=store, concurrency=1, adapt=True)
+    )
+    rows = ResultStore(store).rows()
+    assert [r.error_kind for r in rows] == [None, "http_503", None]
+    assert [r.correct_strict for r in rows] == [False, False, True]  # learned from p0, nothing from p1
