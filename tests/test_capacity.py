@@ -54,7 +54,7 @@ async def test_a_server_that_reports_its_slots_gets_no_more_than_that_in_flight(
 
 async def test_a_silent_server_with_two_slots_is_learned_and_never_flooded(tmp_path):
     # As llama-cpp-python's server: it says nothing about its capacity.
-    server = await _sim(tmp_path, latency=LatencyModel(30, 8), max_concurrency=2, report_slots=False)
+    server = await _sim(tmp_path, latency=LatencyModel(20, 4), max_concurrency=2, report_slots=False)
     try:
         async with Runtime() as rt:
             model = rt.model(f"{server.url}#sim-0.8")
