@@ -128,6 +128,9 @@ class _OneChoice:
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.asked.append(body)
+        return await self.handle_body(body)
+
+    async def handle_body(self, body: dict) -> web.Response:
         text = f"#### {body.get('seed')}"
         return web.json_response(
             {
@@ -246,3 +249,32 @@ async def test_a_call_queued_behind_a_slow_answer_is_not_cut_while_that_answer_m
         await server.close()
     assert first.text and second.text and elapsed > 4.0
     assert max(e["queue_ms"] for e in _log(tmp_path)) > 2000  # it did wait at the server
+
+
+async def test_a_server_that_refuses_n_gets_the_samples_as_separate_requests():
+    asked: list[dict] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        asked.append(body)
+        if body.get("n", 1) > 1:  # as llama.cpp's own server answers
+            error = {"error": {"code": 400, "message": "Only one completion choice is allowed"}}
+            return web.json_response(error, status=400)
+        return await _OneChoice().handle_body(body)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        endpoint = Endpoint(f"http://127.0.0.1:{port}/v1", capacity=2)
+        result = await EndpointModel(endpoint, "m").chat(_request(n=3, seed=0, temperature=0.7))
+        await endpoint.close()
+    finally:
+        await runner.cleanup()
+    assert [c.text for c in result.completions] == ["#### 0", "#### 1", "#### 2"]
+    assert [b.get("n") for b in asked] == [3, None, None, None]
+    assert any("refused n=3" in note for note in endpoint.notes)

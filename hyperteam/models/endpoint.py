@@ -292,7 +292,15 @@ class EndpointModel:
         ep = self.endpoint
         if request.n > 1 and ep.honours_n is False:
             return await self._separately(request, 0, sample_index, [])
-        result = await self._chat_once(request, sample_index)
+        try:
+            result = await self._chat_once(request, sample_index)
+        except ModelError as exc:
+            # llama.cpp's own server refuses n > 1 outright ("Only one completion choice is allowed").
+            if request.n > 1 and ep.honours_n is None and exc.status in (400, 422):
+                ep.honours_n = False
+                ep.note(f"refused n={request.n} ({exc.kind}): samples are asked by separate requests")
+                return await self._separately(request, 0, sample_index, [])
+            raise
         got = len(result.completions)
         if request.n > 1 and ep.honours_n is None:
             ep.honours_n = got >= request.n
