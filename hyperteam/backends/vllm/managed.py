@@ -95,7 +95,7 @@ def acquire(model: str, options: VLLMOptions) -> ServerGroup:
     with _LOCK:
         group = _GROUPS.get((model, options))
         if group is None:
-            locked = options if options.api_key else options.with_(api_key=secrets.token_urlsafe(18))
+            locked = options if options.api_key else options.with_(api_key=secrets.token_hex(16)  # hex: a key starting with "-" would read as a flag)
             group = ServerGroup(model, locked).start()
             group.key = (model, options)
             _GROUPS[group.key] = group
