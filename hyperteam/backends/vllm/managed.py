@@ -95,7 +95,8 @@ def acquire(model: str, options: VLLMOptions) -> ServerGroup:
     with _LOCK:
         group = _GROUPS.get((model, options))
         if group is None:
-            locked = options if options.api_key else options.with_(api_key=secrets.token_hex(16)  # hex: a key starting with "-" would read as a flag)
+            # A hex key: a urlsafe one may start with "-", which vllm's argument parser reads as a flag.
+            locked = options if options.api_key else options.with_(api_key=secrets.token_hex(16))
             group = ServerGroup(model, locked).start()
             group.key = (model, options)
             _GROUPS[group.key] = group
