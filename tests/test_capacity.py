@@ -278,3 +278,33 @@ async def test_a_server_that_refuses_n_gets_the_samples_as_separate_requests():
     assert [c.text for c in result.completions] == ["#### 0", "#### 1", "#### 2"]
     assert [b.get("n") for b in asked] == [3, None, None, None]
     assert any("refused n=3" in note for note in endpoint.notes)
+
+
+async def test_an_eval_report_says_what_the_server_left_out(tmp_path):
+    from hyperteam.evals.datasets import Problem
+    from hyperteam.evals.report import render_terminal
+    from hyperteam.evals.runner import evaluate
+    from hyperteam.topologies import load_team
+
+    fake = _OneChoice()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fake.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        report = await evaluate(
+            load_team("self-consistency"),
+            [Problem(id="p0", question=QUESTION, answer="42")],
+            model=f"http://127.0.0.1:{port}/v1#m",
+            store=tmp_path / "run.sqlite",
+        )
+    finally:
+        await runner.cleanup()
+    assert report["calls"] == 5  # one request for n=5, four more for the samples it left out
+    [endpoint] = report["endpoints"]
+    assert endpoint["url"] == f"http://127.0.0.1:{port}/v1"
+    assert any("of n=5 choices" in note for note in endpoint["notes"])
+    assert f"note: http://127.0.0.1:{port}/v1: returned 1 of n=5 choices" in render_terminal(report)

@@ -128,6 +128,9 @@ def build_report(rows: Sequence[ResultRow], meta: dict[str, Any]) -> dict[str, A
         "per_agent": _per_agent(rows),
         "per_layer": _per_layer(rows),
         "replies": _replies(rows),
+        # Per endpoint: the in-flight limit found and its source, and what the server left out
+        # (n ignored, no usage sent, ...), each said once.
+        "endpoints": list(meta.get("endpoints") or []),
         "meta": dict(meta),
     }
 
@@ -231,7 +234,10 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
     if report.get("replies", {}).get("per_agent"):
         tables.append(_replies_table(report["replies"]))
     head = SIMULATED_BANNER + "\n" if report.get("simulated") else ""
-    return head + _to_text(tables, color=color, width=width)
+    notes = "".join(
+        f"note: {ep.get('url')}: {note}\n" for ep in report.get("endpoints") or [] for note in ep.get("notes") or []
+    )
+    return head + _to_text(tables, color=color, width=width) + notes
 
 
 def _baseline_table(report: dict[str, Any]) -> Any:

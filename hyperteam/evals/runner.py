@@ -214,5 +214,8 @@ async def _run(
     try:
         await asyncio.gather(*(one(i, p) for i, p in todo))
     finally:
+        endpoints = rt.endpoint_stats()
+        if endpoints:  # what each server turned out to be: its capacity and its omissions, for the report
+            db.set_meta(endpoints=endpoints)
         if runtime is None:
             await rt.aclose()
