@@ -260,3 +260,17 @@ def test_router_fallbacks_are_counted_in_the_train_report():
         epochs=1, batch=4,
     ).fit_sync()  # fmt: skip
     assert report["failures"]["fallbacks"]["router"] >= len(train) + len(val)
+
+
+def test_empty_replies_are_counted_per_agent_in_the_train_report():
+    train, val, _ = _problems()
+
+    def team_model(request: ChatRequest) -> str:
+        return "" if "Training problem 0" in request.messages[-1]["content"] else _team_model(request)
+
+    report = ht.optim.Trainer(
+        ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="s")])]), train=train, val=val,
+        model=FunctionModel(team_model), optimizer_model=FunctionModel(_optimizer), epochs=1, batch=4,
+    ).fit_sync()  # fmt: skip
+    empty_once = {"empty": 1, "truncated": 0, "fallback": 0}
+    assert report["failures"]["replies_per_agent"] == {"s": empty_once, "solve.vote": empty_once}  # the vote had none

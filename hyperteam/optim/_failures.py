@@ -1,4 +1,5 @@
-"""What went wrong on a minibatch: problems whose run failed (by kind) and the fallbacks taken.
+"""What went wrong on a minibatch: problems whose run failed (by kind), the fallbacks taken, and
+per agent the replies that came back empty or cut by ``max_tokens``.
 
 A failed problem counts as wrong, as in evals, but a step never hides it:
 the step entry says how many problems failed and why, and the trainer stops
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hyperteam.agents.messages import count_replies
 from hyperteam.topologies.result import TeamResult
 
 __all__ = ["Failures", "failure_kind", "fallbacks"]
@@ -54,11 +56,15 @@ class Failures:
     problems: int = 0
     failed: Counter[str] = field(default_factory=Counter)
     fallbacks: Counter[str] = field(default_factory=Counter)
+    replies: dict[str, Counter[str]] = field(default_factory=dict)  # agent -> empty / truncated / fallback
 
     def add(self, kinds: Sequence[str | None], results: Sequence[TeamResult | None]) -> None:
         self.problems += len(kinds)
         self.failed.update(k for k in kinds if k is not None)
         self.fallbacks.update(fallbacks(results))
+        for result in results:
+            for agent, counts in count_replies(result.trace if result is not None else []).items():
+                self.replies.setdefault(agent, Counter()).update(counts)
 
     @property
     def n_failed(self) -> int:
@@ -77,4 +83,9 @@ class Failures:
             "failed": self.n_failed,
             "failed_by_kind": dict(self.failed),
             "fallbacks": dict(self.fallbacks),
+            "replies": self.replies_dict(),
         }
+
+    def replies_dict(self) -> dict[str, dict[str, int]]:
+        """Per agent with any: how many of its replies were empty, truncated or fallbacks."""
+        return {agent: dict(counts) for agent, counts in sorted(self.replies.items())}

@@ -38,6 +38,7 @@ def build_report(trainer: Trainer) -> dict[str, Any]:
         "of": t.failures.problems,
         "failed_by_kind": dict(t.failures.failed),
         "fallbacks": dict(t.failures.fallbacks),
+        "replies_per_agent": t.failures.replies_dict(),  # empty, truncated (max_tokens), fallback
         "steps_with_failures": sum(1 for s in t.steps if s.get("failed", {}).get("failed")),
     }
     replies = {
@@ -174,6 +175,14 @@ def _failures(r: dict[str, Any]) -> str:
         f"problems failed: {f.get('failed', 0)} of {f.get('of', 0)} runs ({kinds}); "
         f"steps with failures: {f.get('steps_with_failures', 0)}",
         f"aggregator and router fallbacks: {falls}",
+        "replies to look at (empty / cut by max_tokens / fallback): "
+        + (
+            "; ".join(
+                f"{agent}: {c.get('empty', 0)} / {c.get('truncated', 0)} / {c.get('fallback', 0)}"
+                for agent, c in (f.get("replies_per_agent") or {}).items()
+            )
+            or "none"
+        ),
         f"updater replies: {u.get('patches', 0)} patches, {u.get('repaired', 0)} read after a repair, "
         f"{u.get('retried', 0)} asked again, {u.get('rejected', 0)} rejected",
     ]

@@ -421,7 +421,7 @@ class Trainer:
             "stopped": self.stopped,
             "wall_s": self.wall_s,
             "failures": {"problems": self.failures.problems, "failed": dict(self.failures.failed),
-                         "fallbacks": dict(self.failures.fallbacks)},
+                         "fallbacks": dict(self.failures.fallbacks), "replies": self.failures.replies_dict()},
         }  # fmt: skip
         tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -454,7 +454,10 @@ class Trainer:
         self.wall_s = state["wall_s"]
         saved = state.get("failures", {})
         self.failures = Failures(
-            saved.get("problems", 0), Counter(saved.get("failed", {})), Counter(saved.get("fallbacks", {}))
+            saved.get("problems", 0),
+            Counter(saved.get("failed", {})),
+            Counter(saved.get("fallbacks", {})),
+            {agent: Counter(c) for agent, c in saved.get("replies", {}).items()},
         )
         if self.stopped.startswith("failed:"):
             self.stopped = ""  # a run stopped by failures resumes once the endpoint is back
