@@ -16,8 +16,8 @@ import openai
 import pytest
 import pytest_asyncio
 
-from hyperteam.testing.sim import LatencyModel, SimBrain, SimServer, start_sim_subprocess, stop_sim_subprocess
 from hyperteam.models.tokenizer import count_message_tokens, count_tokens
+from hyperteam.testing.sim import LatencyModel, SimBrain, SimServer, start_sim_subprocess, stop_sim_subprocess
 from tests.conftest import DATA_DIR
 
 QUESTION = "A farmer has 12 cows and buys 30 more. How many cows does the farmer have?"
