@@ -27,7 +27,8 @@ async def test_each_step_of_a_completion_says_what_it_cost():
         run = completion["hyperteam"]["runs"][0]
         stored = (await client.get(f"/v1/runs/{run['run_id']}")).json()
     steps = [s for s in run["trace"] if s["kind"] == "agent"]
-    assert [s["agent"] for s in steps] == ["a0", "a1"] and all(s["answer"] == "4" for s in steps)
+    assert [(s["layer"], s["agent"]) for s in steps] == [("step0", "a0"), ("step1", "a1")]
+    assert all(s["answer"] == "4" for s in steps)
     agents = [e for e in stored["trace"] if e["kind"] == "agent"]
     assert [s["tokens"] for s in steps] == [e["usage"]["total_tokens"] for e in agents]
     assert all(s["tokens"] > 0 and s["calls"] == 1 and s["error"] is None for s in steps)
