@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--lr", type=float, help="--topology: Adam's learning rate (default 0.003)")
     parser.add_argument(
+        "--credit",
+        choices=["team", "agents"],
+        help="--topology: 'correct' in the utility is the team's answer (team, default) or the share of agents "
+        "whose last answer is right (agents: one right/wrong per agent, a stronger signal)",
+    )
+    parser.add_argument(
         "--alone-margin",
         type=float,
         help="--topology hyperagent: logits by which an agent's 'work alone' (or 'fewer partners') must win "

@@ -272,3 +272,26 @@ def test_gdesigner_encodes_with_pairwise_graph_convolutions():
     assert adj[0, 1].item() == pytest.approx(1 / math.sqrt(3 * 4))
     assert adj[0, 2].item() == 0.0 and adj[3, 3].item() == pytest.approx(1 / 4)
     assert not isinstance(HypergraphGenerator(NAMES).encoder, VariationalGraphEncoder)
+
+
+def test_agents_credit_counts_each_agent_right_or_wrong():
+    def reward(problems, topologies):
+        return [[Outcome(0.0, 0.0, agents_right=0.6) for _ in hs] for hs in topologies]
+
+    gen = HypergraphGenerator(NAMES, seed=0)
+    optimizer = torch.optim.Adam(gen.parameters(), lr=0.003)
+    assert train_step(gen, PROBLEMS, reward, 4, 0.0, optimizer)["utility"] == 0.0  # the team was wrong
+    assert train_step(gen, PROBLEMS, reward, 4, 0.0, optimizer, credit="agents")["utility"] == pytest.approx(0.6)
+
+
+def test_team_reward_reports_the_share_of_agents_right():
+    from hyperteam.agents.agent import Agent
+    from hyperteam.evals import datasets
+    from hyperteam.optim.topology import TeamReward
+
+    problem = datasets.load("demo", limit=1)[0]
+    reward = TeamReward([Agent(name=n) for n in "abc"], rounds=2, model="sim:1.0")
+    (outcome,) = reward([problem], [[[["a", "b"]]]])[0]
+    assert outcome.correct == 1.0 and outcome.agents_right == 1.0 and outcome.tokens > 0
+    (wrong,) = TeamReward([Agent(name=n) for n in "abc"], rounds=2, model="sim:0.0")([problem], [[[["a", "b"]]]])[0]
+    assert wrong.agents_right == 0.0

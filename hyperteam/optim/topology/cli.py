@@ -177,7 +177,7 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
     steps = fit(
         learner, train, samples_per_query=args.samples_per_query, token_penalty=penalty, epochs=args.epochs,
         batch=args.batch, model=model, rounds=team.rounds, fusion=team.fusion, concurrency=args.concurrency,
-        lr=getattr(args, "lr", None) or 0.003,
+        lr=getattr(args, "lr", None) or 0.003, credit=getattr(args, "credit", None) or "team",
         on_step=on_step,
     )  # fmt: skip
     learner.save(args.out)
@@ -195,7 +195,8 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
         "learner": args.topology, "team": team.name, "suite": args.suite, "model": str(model),
         "simulated": simulated, "train": len(train), "val": len(val), "epochs": args.epochs,
         "samples_per_query": args.samples_per_query, "token_penalty": penalty, "embedder": learner.embedder.config(),
-        "alone_margin": getattr(learner, "alone_margin", None), "steps": steps,
+        "alone_margin": getattr(learner, "alone_margin", None), "credit": getattr(args, "credit", None) or "team",
+        "steps": steps,
     }  # fmt: skip
     from hyperteam.topologies.adapt import OnlineAdaptation
 

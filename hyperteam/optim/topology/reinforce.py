@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
@@ -42,6 +42,12 @@ log = logging.getLogger(__name__)
 ADVANTAGE_FLOOR = 0.05
 """The least standard deviation advantages are divided by: a step whose samples are all alike
 (all right, all wrong) carries little signal and must not be blown up into a full step."""
+
+
+def _credit(outcome: Outcome, credit: str) -> float:
+    if credit == "agents" and outcome.agents_right is not None:
+        return outcome.agents_right
+    return outcome.correct
 
 
 def leave_one_out(utilities: Sequence[float]) -> torch.Tensor:
@@ -71,6 +77,7 @@ def fit(
     fusion: str | dict[str, Any] = "majority_vote",
     concurrency: int = 32,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    credit: Literal["team", "agents"] = "team",
 ) -> list[dict[str, Any]]:
     """Trains by REINFORCE on utility = correct − ``token_penalty`` · tokens.
 
@@ -92,6 +99,11 @@ def fit(
         lr: Adam's learning rate (0.003: at 0.01 the synthetic bench's policies settled on one
             topology for every kind of query).
         on_step: called with each step's record.
+        credit: what "correct" is in the utility: the team's answer (``team``), or the share
+            of the agents whose last answer is right (``agents``; outcomes without it fall back
+            to the team's). Both are right/wrong feedback; the agents' share carries one
+            outcome per agent instead of one per run, so the effect of whom an agent works
+            with shows through the noise of a 0/1 team outcome far sooner.
 
     Returns:
         One record per step: ``step``, ``utility``, ``accuracy``,
@@ -110,7 +122,7 @@ def fit(
         order = torch.randperm(len(problems), generator=learner._rng).tolist()
         for start in range(0, len(problems), batch):
             chunk = [problems[i] for i in order[start : start + batch]]
-            record = train_step(learner, chunk, reward, samples_per_query, token_penalty, optimizer)
+            record = train_step(learner, chunk, reward, samples_per_query, token_penalty, optimizer, credit=credit)
             history.append(record)
             if on_step is not None:
                 on_step(record)
@@ -124,13 +136,15 @@ def train_step(
     samples: int,
     token_penalty: float,
     optimizer: Any,
+    *,
+    credit: Literal["team", "agents"] = "team",
 ) -> dict[str, Any]:
     """One REINFORCE update on a batch of problems; returns the step's record."""
     started = time.perf_counter()
     learner.remember([p.question for p in problems])  # one embedder call per step
     draws = [learner._draw(p.question, samples) for p in problems]
     outcomes: list[list[Outcome]] = reward(problems, [d[0] for d in draws])
-    utilities = [[o.correct - token_penalty * o.tokens for o in outs] for outs in outcomes]
+    utilities = [[_credit(o, credit) - token_penalty * o.tokens for o in outs] for outs in outcomes]
     advantages = [leave_one_out(u) for u in utilities]
     spread = torch.cat(advantages).std() if sum(len(a) for a in advantages) > 1 else torch.zeros(())
     scale = 1.0 / max(float(spread), ADVANTAGE_FLOOR)

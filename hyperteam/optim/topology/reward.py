@@ -25,11 +25,15 @@ Reward = Callable[[Sequence[Problem], list[list[Hyperedges]]], list[list["Outcom
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """One run of one topology on one problem: correctness in [0, 1] and the tokens it cost."""
+    """One run of one topology on one problem: correctness in [0, 1] and the tokens it cost.
+
+    ``agents_right``: the share of the agents whose last answer was right, where known.
+    """
 
     correct: float
     tokens: float
     prompt_tokens: float = 0.0
+    agents_right: float | None = None
 
 
 class TeamReward:
@@ -100,7 +104,9 @@ class TeamReward:
                         return Outcome(0.0, 0.0)
                 u = result.usage
                 ok = extract_strict(result.text) == problem.answer
-                return Outcome(float(ok), float(u.prompt_tokens + u.completion_tokens), float(u.prompt_tokens))
+                last = [e for e in result.trace if e.kind == "agent" and e.layer == f"round{self.rounds}"]
+                share = sum(e.error is None and e.answer == problem.answer for e in last) / len(last) if last else None
+                return Outcome(float(ok), float(u.prompt_tokens + u.completion_tokens), float(u.prompt_tokens), share)
 
             flat = await asyncio.gather(*(one(p, h) for p, hs in zip(problems, topologies, strict=True) for h in hs))
         out, at = [], 0
