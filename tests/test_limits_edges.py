@@ -280,3 +280,54 @@ def test_a_reply_exactly_at_the_queueing_threshold_did_not_wait():
     # typical becomes 0.8 * 0.25 + 0.2 * 1.0 = 0.4 s: the threshold is 2 * 0.25 + 0.25 * 0.4 = 0.6 s
     limit.observe(sent_at=1.0, now=2.0, first_byte_s=0.6)
     assert limit.limit == 8 and limit.cuts == 0
+
+
+def test_a_new_adaptive_limit_is_fixed_by_the_user_and_has_seen_nothing():
+    limit = AdaptiveLimit(4)
+    assert (limit.source, limit.peak, limit.in_flight, limit.cuts, limit.waiting) == ("user", 0, 0, 0, 0)
+
+
+async def test_a_waiter_cancelled_before_its_turn_gives_back_nothing():
+    limit = AdaptiveLimit(4, start=1)
+    await limit.__aenter__()
+    waiter = asyncio.create_task(limit.__aenter__())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert limit.in_flight == 1  # the holder's slot is still taken
+    late = asyncio.create_task(limit.__aenter__())
+    await asyncio.sleep(0)
+    assert not late.done() and limit.waiting == 1
+    await limit.__aexit__()
+    await late
+    assert limit.in_flight == 1
+
+
+def test_halving_an_odd_limit_rounds_down_to_a_whole_request():
+    limit = AdaptiveLimit(64, start=5, source="adaptive")
+    limit.observe(sent_at=1.0, now=2.0, first_byte_s=None, overloaded=True)
+    assert limit.limit == 2 and isinstance(limit.limit, int)
+
+
+def test_below_the_last_cut_a_window_raises_the_limit_by_a_whole_quarter():
+    limit = _full(AdaptiveLimit(64, start=10, source="adaptive"))
+    for _ in range(10):
+        limit.observe(sent_at=1.0, now=2.0, first_byte_s=None)
+    assert limit.limit == 12 and isinstance(limit.limit, int)  # 10 + 10 // 4
+    _full(limit)
+    for _ in range(11):
+        limit.observe(sent_at=2.0, now=3.0, first_byte_s=None)
+    assert limit.limit == 12  # the next window is a whole new one of 12 replies
+    limit.observe(sent_at=2.0, now=3.0, first_byte_s=None)
+    assert limit.limit == 15
+
+
+def test_at_the_level_of_the_last_cut_the_limit_rises_by_one_not_a_quarter():
+    limit = AdaptiveLimit(64, start=16, source="adaptive")
+    limit.observe(sent_at=1.0, now=2.0, first_byte_s=None, overloaded=True)
+    assert limit.limit == 8
+    _full(limit)
+    for _ in range(32):  # four windows of eight
+        limit.observe(sent_at=2.0, now=3.0, first_byte_s=None)
+    assert limit.limit == 9
