@@ -44,23 +44,32 @@ def _patch() -> str:
     return json.dumps({"ops": [{"op": "set_instructions", "agent": "s", "value": "Be NEW."}]})
 
 
-def _fit(team_model: FunctionModel, optimizer: FunctionModel, *, epochs: int = 1) -> tuple[dict, ht.optim.Trainer]:
+def _fit(
+    team_model: FunctionModel, optimizer: FunctionModel, *, epochs: int = 1, seed: int = 0
+) -> tuple[dict, ht.optim.Trainer]:
     team = ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="s", instructions="Solve.")])], name="one")
     trainer = ht.optim.Trainer(
         team, train=TRAIN, val=VAL, model=team_model, optimizer_model=optimizer,
-        epochs=epochs, batch=len(TRAIN), val_batch=2, seed=0,
+        epochs=epochs, batch=len(TRAIN), val_batch=2, seed=seed,
     )  # fmt: skip
     return trainer.fit_sync(), trainer
 
 
-def test_a_minibatch_answered_right_is_skipped_without_optimizer_calls():
-    report, trainer = _fit(_team_model(lambda prompt: "#### 1"), _optimizer(_patch), epochs=2)
+def test_a_minibatch_answered_right_is_skipped_without_optimizer_calls(caplog: pytest.LogCaptureFixture):
+    with caplog.at_level(logging.INFO):
+        report, trainer = _fit(_team_model(lambda prompt: "#### 1"), _optimizer(_patch), epochs=2)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step 1 ")]
+    assert lines and lines[0].endswith(", optimizer 0")  # no failure note when nothing failed
     first, second = report["steps"]
     assert (first["step"], first["epoch"], second["step"], second["epoch"]) == (1, 1, 2, 2)
     for step in (first, second):
         assert step["outcome"] == "skipped"
         assert step["reason"] == "every answer of the minibatch was right: no gradient"
-        assert step["failed"] == {"problems": 2, "failed": 0, "failed_by_kind": {}, "fallbacks": {}}
+        assert {k: step["failed"][k] for k in ("problems", "failed", "failed_by_kind")} == {
+            "problems": 2,
+            "failed": 0,
+            "failed_by_kind": {},
+        }
         assert (step["train_score"], step["global_gradient"], step["gradients"]) == (1.0, "", {})
         assert step["patches"] == [] and step["optimizer_calls"] == []
         assert step["val"] == step["val_before"] == 1.0
@@ -81,7 +90,8 @@ def test_a_minibatch_whose_only_wrong_answers_failed_is_skipped_saying_so(caplog
     [step] = report["steps"]
     assert step["outcome"] == "skipped"
     assert step["reason"] == "1 of 2 problems failed (http_503: 1); the others were right: no gradient"
-    assert step["failed"] == {"problems": 2, "failed": 1, "failed_by_kind": {"http_503": 1}, "fallbacks": {}}
+    failed = {k: step["failed"][k] for k in ("problems", "failed", "failed_by_kind")}
+    assert failed == {"problems": 2, "failed": 1, "failed_by_kind": {"http_503": 1}}
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step 1 ")]
     assert lines and lines[0].startswith("step 1 (epoch 1): skipped; validation 1.000; tokens team ")
     assert lines[0].endswith("; 1 of 2 problems failed (http_503: 1)")
@@ -129,6 +139,7 @@ def test_an_accepted_step_reports_its_calls_and_its_own_tokens():
     assert first["optimizer_calls"] and {c["layer"] for c in first["optimizer_calls"]} == {"optim", "solve"}
     assert first["tokens"]["optimizer"] == sum(c["tokens"] for c in first["optimizer_calls"])
     assert report["steps"][1]["outcome"] == "skipped"  # the patched team answers the minibatch right
+    assert report["steps"][1]["optimizer_calls"] == []  # not the previous step's update calls again
     assert sum(s["tokens"]["optimizer"] for s in report["steps"]) == report["tokens"]["optimizer"]["total_tokens"]
 
 
@@ -147,6 +158,14 @@ def _improving_team() -> FunctionModel:
 def test_an_accepted_patch_is_recorded_in_the_history_the_pool_and_the_momentum():
     report, trainer = _fit(_improving_team(), _optimizer(_patch))
     [step] = report["steps"]
+    if step["val_minibatch"]["before"] != 0:  # pick a seed whose minibatch change (1.0) differs from the full one
+        report, trainer = next(
+            (r, tr)
+            for seed in range(1, 40)
+            for r, tr in [_fit(_improving_team(), _optimizer(_patch), seed=seed)]
+            if r["steps"][0]["val_minibatch"]["before"] == 0
+        )
+        [step] = report["steps"]
     assert step["reason"] == "validation improved on the minibatch and the full set"
     assert step["val_minibatch"]["n"] == 2 and step["val_minibatch"]["after"] == 2
     assert (step["val_before"], step["val_candidate"], step["val"]) == (0.5, 1.0, 1.0)
