@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
+from hyperteam.errors import ConfigError, ModelError
 from hyperteam.testing import FunctionModel
 from tests.test_serve_support import chain_team, client_for, make_app
 
@@ -33,3 +38,74 @@ async def test_each_step_of_a_completion_says_what_it_cost():
     assert [s["tokens"] for s in steps] == [e["usage"]["total_tokens"] for e in agents]
     assert all(s["tokens"] > 0 and s["calls"] == 1 and s["error"] is None for s in steps)
     assert sum(s["tokens"] for s in run["trace"]) == run["usage"]["total_tokens"]
+
+
+async def test_a_completion_has_the_openai_shape():
+    before = int(time.time())
+    app = make_app({"one": chain_team(FunctionModel(lambda request: "adding\n#### 4"), name="one", layers=1)})
+    async with client_for(app) as client:
+        body = {"model": "one", "messages": [{"role": "user", "content": "2 + 2?"}]}
+        completion = (await client.post("/v1/chat/completions", json=body)).json()
+    assert set(completion) == {
+        "id",
+        "object",
+        "created",
+        "model",
+        "choices",
+        "usage",
+        "system_fingerprint",
+        "hyperteam",
+    }
+    assert completion["object"] == "chat.completion" and completion["model"] == "one"
+    assert completion["system_fingerprint"] is None and before <= completion["created"] <= time.time()
+    assert completion["choices"] == [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "adding\n#### 4", "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+    ]
+    wall_s = completion["hyperteam"]["runs"][0]["wall_s"]
+    assert isinstance(wall_s, float) and 0 < wall_s < 5
+
+
+@pytest.mark.parametrize(
+    ("stop", "content"),
+    [
+        (["XY"], ""),  # a stop sequence at the very start leaves nothing
+        ([" again"], "XY then XY"),
+        (["then", "XY again"], "XY "),  # the earliest of several
+        (["nowhere"], "XY then XY again"),
+    ],
+)
+async def test_the_answer_is_cut_before_the_first_stop_sequence(stop: list[str], content: str):
+    app = make_app({"one": chain_team(FunctionModel(lambda request: "XY then XY again"), name="one", layers=1)})
+    async with client_for(app) as client:
+        body = {"model": "one", "messages": [{"role": "user", "content": "go"}], "stop": stop}
+        completion = (await client.post("/v1/chat/completions", json=body)).json()
+    assert completion["choices"][0]["message"]["content"] == content
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code", "says"),
+    [
+        (ModelError("upstream down", kind="http_503", status=503), 502, "http_503", "upstream down"),
+        (ConfigError("bad tool"), 500, "ConfigError", "bad tool"),
+        (ValueError("a bug"), 500, "internal", ""),
+    ],
+)
+async def test_a_failed_run_is_a_502_when_the_endpoint_failed_and_a_500_when_we_did(
+    error: Exception, status: int, code: str, says: str
+):
+    def reply(request: object) -> str:
+        raise error
+
+    app = make_app({"one": chain_team(FunctionModel(reply), name="one", layers=1)})
+    async with client_for(app) as client:
+        body = {"model": "one", "messages": [{"role": "user", "content": "go"}]}
+        response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == status
+    failure = response.json()["error"]
+    assert failure["code"] == code and failure["message"].startswith("the team's run failed: ")
+    assert says in failure["message"]

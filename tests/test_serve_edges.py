@@ -96,3 +96,4 @@ async def test_a_completion_cut_short_by_shutdown_is_a_503():
     await client.aclose()
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "run_interrupted"
+    assert response.json()["error"]["message"] == "the run was interrupted: the service is stopping"
