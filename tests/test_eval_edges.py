@@ -14,6 +14,7 @@ from hyperteam.errors import ConfigError, HyperteamError, ModelError
 from hyperteam.evals.datasets import Problem
 from hyperteam.evals.runner import Progress, evaluate
 from hyperteam.evals.store import ResultStore
+from hyperteam.models.runtime import Runtime
 from hyperteam.testing import FunctionModel
 
 
@@ -260,3 +261,23 @@ def test_an_adaptive_run_goes_on_past_a_failed_problem(tmp_path: Path):
     rows = ResultStore(store).rows()
     assert [r.error_kind for r in rows] == [None, "http_503", None]
     assert [r.correct_strict for r in rows] == [False, False, True]  # learned from p0, nothing from p1
+
+
+def test_a_runtime_handed_in_is_the_one_used_and_stays_open():
+    closed: list[bool] = []
+
+    class Resource:
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    async def go() -> dict:
+        rt = Runtime()
+        rt.own(Resource())
+        rt._models["house-model"] = _model()  # what the runtime resolves the spec to (a test double)
+        report = await evaluate(ht.load_team("single"), [Problem("p1", "five?", "5")], model="house-model", runtime=rt)
+        assert closed == []  # evaluate did not close the caller's runtime
+        await rt.aclose()
+        return report
+
+    report = asyncio.run(go())
+    assert report["accuracy"]["strict"] == 1.0 and closed == [True]
