@@ -257,8 +257,10 @@ def test_top_k_draws_and_their_log_prob(seed):
             )
             expected += math.log(both) + math.log(p_more)
     if picks[0].sum(-1).max() <= 1:  # no agent took two partners: the draw order is the only one
-        assert abs(log_prob.item() - expected) < 1e-5
-    assert picks.sum(-1).max() <= 2 and entropy.shape == (3, 1, 3)  # "alone", first partner, "another"
+        assert abs(log_prob.sum().item() - expected) < 1e-5
+    assert (
+        log_prob.shape == (1, 3) and picks.sum(-1).max() <= 2 and entropy.shape == (3, 1, 3)
+    )  # "alone", first partner, "another"
 
 
 def test_gdesigner_encodes_with_pairwise_graph_convolutions():
@@ -295,3 +297,20 @@ def test_team_reward_reports_the_share_of_agents_right():
     assert outcome.correct == 1.0 and outcome.agents_right == 1.0 and outcome.tokens > 0
     (wrong,) = TeamReward([Agent(name=n) for n in "abc"], rounds=2, model="sim:0.0")([problem], [[[["a", "b"]]]])[0]
     assert wrong.agents_right == 0.0
+
+
+def test_agents_credit_gives_each_agent_its_own_outcome():
+    def reward(problems, topologies):
+        # An agent is right when it shares a hyperedge with "a": its own answer, not the team's.
+        def outcome(h):
+            with_a = {m for e in h if "a" in e for m in e}
+            agents = {n: float(n in with_a) for n in NAMES}
+            return Outcome(0.0, 10.0, agents_right=sum(agents.values()) / len(agents), agents=agents)
+
+        return [[outcome(h) for h in hs] for hs in topologies]
+
+    gen = HypergraphGenerator(NAMES, seed=0).anchor_init()
+    history = fit(gen, PROBLEMS * 8, reward=reward, credit="agents", epochs=4, batch=3, lr=0.01)
+    assert all(p.grad is not None for p in gen.parameters())
+    first, last = history[:4], history[-4:]
+    assert sum(r["utility"] for r in last) > sum(r["utility"] for r in first)  # more agents join "a"

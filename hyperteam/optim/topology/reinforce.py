@@ -50,6 +50,12 @@ def _credit(outcome: Outcome, credit: str) -> float:
     return outcome.correct
 
 
+def leave_one_out_columns(u: torch.Tensor) -> torch.Tensor:
+    """:func:`leave_one_out` down each column of ``(M, N)`` utilities (one column per agent)."""
+    m = u.shape[0]
+    return (u - u.mean(0, keepdim=True)) * (m / (m - 1)) if m > 1 else torch.zeros_like(u)
+
+
 def leave_one_out(utilities: Sequence[float]) -> torch.Tensor:
     """Each sample's utility less the mean of the others (RLOO): ``M/(M−1) · (u − mean u)``.
 
@@ -99,11 +105,13 @@ def fit(
         lr: Adam's learning rate (0.003: at 0.01 the synthetic bench's policies settled on one
             topology for every kind of query).
         on_step: called with each step's record.
-        credit: what "correct" is in the utility: the team's answer (``team``), or the share
-            of the agents whose last answer is right (``agents``; outcomes without it fall back
-            to the team's). Both are right/wrong feedback; the agents' share carries one
-            outcome per agent instead of one per run, so the effect of whom an agent works
-            with shows through the noise of a 0/1 team outcome far sooner.
+        credit: what "correct" is: the team's answer (``team``), or each agent's own last
+            answer (``agents``): a learner that can say which choices were each agent's
+            (HyperAgent) credits every agent's choices with its own right/wrong, the others
+            use the share of agents right; outcomes without per-agent answers fall back to
+            the team's. Both are right/wrong feedback; per agent there is one outcome per
+            agent instead of one per run, so whom an agent works with shows through the
+            noise far sooner.
 
     Returns:
         One record per step: ``step``, ``utility``, ``accuracy``,
@@ -142,15 +150,28 @@ def train_step(
     """One REINFORCE update on a batch of problems; returns the step's record."""
     started = time.perf_counter()
     learner.remember([p.question for p in problems])  # one embedder call per step
-    draws = [learner._draw(p.question, samples) for p in problems]
+    per_agent = credit == "agents" and hasattr(learner, "_draw_agents")
+    draws = [(learner._draw_agents if per_agent else learner._draw)(p.question, samples) for p in problems]
     outcomes: list[list[Outcome]] = reward(problems, [d[0] for d in draws])
     utilities = [[_credit(o, credit) - token_penalty * o.tokens for o in outs] for outs in outcomes]
-    advantages = [leave_one_out(u) for u in utilities]
-    spread = torch.cat(advantages).std() if sum(len(a) for a in advantages) > 1 else torch.zeros(())
+    if per_agent and all(o.agents for outs in outcomes for o in outs):
+        # Each agent's choices are credited with its own right/wrong (less the run's tokens): whom
+        # an agent works with shows in its own answer far more clearly than in the team's.
+        names = learner.names
+        own = [
+            torch.tensor([[o.agents.get(n, o.correct) - token_penalty * o.tokens for n in names] for o in outs])
+            for outs in outcomes
+        ]
+        advantages = [leave_one_out_columns(u) for u in own]
+    else:
+        advantages = [leave_one_out(u) for u in utilities]
+        draws = [(s, lp.sum(-1) if lp.dim() > 1 else lp, r) for s, lp, r in draws]
+    flat = torch.cat([a.reshape(-1) for a in advantages])
+    spread = flat.std() if flat.numel() > 1 else torch.zeros(())
     scale = 1.0 / max(float(spread), ADVANTAGE_FLOOR)
     loss = torch.zeros(())
     for (_, log_prob, reg), adv in zip(draws, advantages, strict=True):
-        loss = loss - (adv * scale * log_prob).mean() + reg
+        loss = loss - (adv * scale * log_prob).reshape(adv.shape[0], -1).sum(-1).mean() + reg
     loss = loss / len(problems)
     optimizer.zero_grad()
     loss.backward()

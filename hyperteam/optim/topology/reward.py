@@ -27,13 +27,15 @@ Reward = Callable[[Sequence[Problem], list[list[Hyperedges]]], list[list["Outcom
 class Outcome:
     """One run of one topology on one problem: correctness in [0, 1] and the tokens it cost.
 
-    ``agents_right``: the share of the agents whose last answer was right, where known.
+    ``agents``: per agent, 1.0 if its last answer was right, where known; ``agents_right``
+    their mean.
     """
 
     correct: float
     tokens: float
     prompt_tokens: float = 0.0
     agents_right: float | None = None
+    agents: dict[str, float] | None = None
 
 
 class TeamReward:
@@ -105,8 +107,10 @@ class TeamReward:
                 u = result.usage
                 ok = extract_strict(result.text) == problem.answer
                 last = [e for e in result.trace if e.kind == "agent" and e.layer == f"round{self.rounds}"]
-                share = sum(e.error is None and e.answer == problem.answer for e in last) / len(last) if last else None
-                return Outcome(float(ok), float(u.prompt_tokens + u.completion_tokens), float(u.prompt_tokens), share)
+                agents = {e.agent: float(e.error is None and e.answer == problem.answer) for e in last}
+                share = sum(agents.values()) / len(agents) if agents else None
+                tokens = float(u.prompt_tokens + u.completion_tokens)
+                return Outcome(float(ok), tokens, float(u.prompt_tokens), share, agents or None)
 
             flat = await asyncio.gather(*(one(p, h) for p, hs in zip(problems, topologies, strict=True) for h in hs))
         out, at = [], 0

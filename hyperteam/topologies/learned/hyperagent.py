@@ -261,6 +261,12 @@ class HypergraphGenerator(_EncodedLearner):
         return [name for name, row in zip(self.names, chosen.sum(-1).tolist(), strict=True) if row == 0]
 
     def _draw(self, query: str, samples: int) -> tuple[list[Hyperedges], torch.Tensor, torch.Tensor]:
+        structures, log_prob, reg = self._draw_agents(query, samples)
+        return structures, log_prob.sum(-1), reg
+
+    def _draw_agents(self, query: str, samples: int) -> tuple[list[Hyperedges], torch.Tensor, torch.Tensor]:
+        """Like ``_draw``, with each agent's log-probability of its own choices, ``(M, N)``: each
+        agent's decisions can then be credited with its own outcome."""
         z, mu, log_sigma = self._latent(query, samples)
         logits = self.decoder.logits(z)
         alone, more = self.decoder.gate_logits(z)

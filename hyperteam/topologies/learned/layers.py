@@ -302,8 +302,8 @@ def sample_top_k(
         margin: logits by which a gate must pass 0 to cut the top-k short.
 
     Returns:
-        (picks ``(M, N, N)`` 0/1, log-probability ``(M,)``, the entropy of every decision: each
-        agent's gates and its first partner draw, ``(D, M, N)``).
+        (picks ``(M, N, N)`` 0/1, each agent's log-probability of its draws ``(M, N)``, the
+        entropy of every decision: each agent's gates and its first partner draw, ``(D, M, N)``).
     """
     m, n, _ = logits.shape
     done, log_prob, gate_entropy = _bernoulli(alone - margin, generator)
@@ -322,7 +322,7 @@ def sample_top_k(
         step = logp.gather(-1, idx.unsqueeze(-1)).squeeze(-1)
         log_prob = log_prob + step.masked_fill(done, 0.0)
         blocked = blocked | (nn.functional.one_hot(idx, n).bool() & ~done.unsqueeze(-1))
-    return blocked.to(logits.dtype), log_prob.sum(-1), torch.stack(entropies)
+    return blocked.to(logits.dtype), log_prob, torch.stack(entropies)
 
 
 def top_k_choice(
