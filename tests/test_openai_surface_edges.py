@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -109,3 +110,34 @@ async def test_a_failed_run_is_a_502_when_the_endpoint_failed_and_a_500_when_we_
     failure = response.json()["error"]
     assert failure["code"] == code and failure["message"].startswith("the team's run failed: ")
     assert says in failure["message"]
+
+
+async def test_a_run_has_the_documented_fields_and_an_unknown_run_is_a_plain_404():
+    app = make_app({"one": chain_team(FunctionModel(lambda request: "#### 4"), name="one", layers=1)})
+    async with client_for(app) as client:
+        created = (await client.post("/v1/runs", json={"team": "one", "input": "2 + 2?"})).json()
+        await wait_for_status(client, created["id"])
+        run = (await client.get(f"/v1/runs/{created['id']}")).json()
+        missing = await client.get("/v1/runs/run_doesnotexist")
+        spec = (await client.get("/openapi.json")).json()
+    assert set(run) == {"id", "object", "team", "status", "input", "result", "usage", "error", "created_at",
+                        "updated_at", "trace"}  # fmt: skip
+    assert (run["object"], run["team"], run["status"]) == ("run", "one", "succeeded")
+    assert isinstance(run["created_at"], float | int) and run["created_at"] <= run["updated_at"]
+    assert missing.status_code == 404
+    assert missing.json()["error"] == {
+        "message": "no such run",
+        "type": "invalid_request_error",
+        "param": "run_id",
+        "code": "run_not_found",
+    }
+    assert spec["paths"]["/v1/runs/{run_id}"]["get"]["tags"] == ["runs"]
+
+
+async def wait_for_status(client: object, run_id: str) -> None:
+    for _ in range(200):
+        run = (await client.get(f"/v1/runs/{run_id}")).json()  # type: ignore[attr-defined]
+        if run["status"] in ("succeeded", "failed", "cancelled", "interrupted"):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the run did not finish")
