@@ -17,8 +17,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from hyperteam.backends._process import wait_gone
 from hyperteam.backends.vllm import ServerStartError, VLLMOptions, VLLMServer
-from hyperteam.backends.vllm._process import wait_gone
 from hyperteam.errors import ConfigError
 
 STANDIN = f"{sys.executable} -m hyperteam.testing.vllm_standin"

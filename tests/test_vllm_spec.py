@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from hyperteam.backends._process import wait_gone
 from hyperteam.backends.vllm import ManagedModel
-from hyperteam.backends.vllm._process import wait_gone
 from hyperteam.cli import main as cli_main
 from hyperteam.errors import ConfigError
 from hyperteam.models import ChatRequest, EndpointModel, Runtime

@@ -2,44 +2,26 @@
 
 llama-cpp-python's server runs one request at a time, ignores ``n`` and says
 nothing about its capacity; the client is told the capacity (one) instead of
-learning it. Ready means a real chat completion came back. The child runs in
-its own process group, with its output in a log file, and stops with its
-parent, as the vLLM servers do (:mod:`hyperteam.backends.vllm.launcher`).
+learning it. The process, readiness (a real completion) and stopping are
+shared with every backend (:mod:`hyperteam.backends._server`).
 """
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
-import logging
 import os
-import subprocess
 import sys
-import tempfile
-import threading
-import time
-import urllib.error
-import urllib.request
-import weakref
 from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
-
+from hyperteam.backends._server import ServerProcess, ServerStartError
 from hyperteam.backends.llamacpp.gguf import find_gguf
-from hyperteam.backends.vllm._process import free_port, spawn, stop_group, tail
-from hyperteam.errors import ConfigError, HyperteamError
+from hyperteam.errors import ConfigError
 
-log = logging.getLogger(__name__)
+__all__ = ["INSTALL_HINT", "LlamaCppOptions", "LlamaCppServer", "ServerStartError", "check_installed"]
 
-_LIVE: weakref.WeakSet[LlamaCppServer] = weakref.WeakSet()
 INSTALL_HINT = "pip install 'hyperteam[llamacpp]' (llama-cpp-python[server]; it builds from source where no wheel fits)"
-
-
-class ServerStartError(HyperteamError):
-    """The llama.cpp server exited or did not answer a completion in time; the message ends with its log tail."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +84,7 @@ def check_installed() -> None:
             raise ConfigError(f"llama.cpp's server lacks {dep}: {INSTALL_HINT}")
 
 
-class LlamaCppServer:
+class LlamaCppServer(ServerProcess):
     """A llama.cpp server child process for one GGUF model.
 
     Args:
@@ -115,31 +97,24 @@ class LlamaCppServer:
         ...     print(server.spec)  # http://127.0.0.1:PORT/v1#SmolLM2-135M-Instruct.Q4_1
     """
 
+    engine = "llama.cpp"
     capacity = 1  # llama-cpp-python serves one request at a time
+    probe_timeout_s = 60.0
+    stop_grace_s = 10.0
+    poll_s = 0.2
 
     def __init__(self, model: str, options: LlamaCppOptions | None = None, *, port: int | None = None) -> None:
+        super().__init__(options or LlamaCppOptions(), port=port)
         self.model = model
-        self.options = options or LlamaCppOptions()
         self.gguf = find_gguf(model)
-        self.port = port
-        self.log_file: Path | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ready = False
-        self._lock = threading.Lock()
 
     @property
     def served_name(self) -> str:
         return self.options.served_model_name or self.gguf.stem
 
     @property
-    def base_url(self) -> str:
-        host = "127.0.0.1" if self.options.host in ("0.0.0.0", "") else self.options.host
-        return f"http://{host}:{self.port}/v1"
-
-    @property
-    def spec(self) -> str:
-        """The model spec that reaches this server: ``http://HOST:PORT/v1#NAME``."""
-        return f"{self.base_url}#{self.served_name}"
+    def label(self) -> str:
+        return self.gguf.name
 
     def argv(self) -> list[str]:
         o = self.options
@@ -153,110 +128,17 @@ class LlamaCppServer:
             argv += ["--api_key", o.api_key]
         return argv + list(o.extra_args)
 
-    def start(self) -> LlamaCppServer:
-        """Starts the child process and returns at once; :meth:`wait_ready` waits for it."""
-        if self.proc is not None:
-            return self
-        check_installed()
-        if self.port is None:
-            self.port = free_port(self.options.host if self.options.host != "0.0.0.0" else "127.0.0.1")
-        folder = Path(tempfile.gettempdir()) / f"hyperteam-llamacpp-{os.getuid()}"
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.log_file = folder / f"{self.served_name}-{self.port}.log"
-        log.info("starting llama.cpp for %s on port %s (log %s)", self.gguf, self.port, self.log_file)
+    def child_env(self) -> dict[str, str]:
         # Idle OpenMP threads that spin instead of sleeping made answers 20x slower (measured)
         # when the cores are shared with anything else, as on a laptop or a CI runner.
-        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
-        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with open(fd, "ab") as out:
-            try:
-                self.proc = spawn(
-                    self.argv(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise ServerStartError(f"cannot start llama.cpp's server: {exc}; {INSTALL_HINT}") from None
-        _LIVE.add(self)
+        return {"OMP_WAIT_POLICY": "PASSIVE", **os.environ}
+
+    def spawn_error(self, exc: OSError) -> str:
+        return f"cannot start llama.cpp's server: {exc}; {INSTALL_HINT}"
+
+    def start(self) -> LlamaCppServer:
+        """Starts the child process and returns at once; :meth:`wait_ready` waits for it."""
+        if self.proc is None:
+            check_installed()
+        super().start()
         return self
-
-    def wait_ready(self, timeout_s: float | None = None) -> LlamaCppServer:
-        """Blocks until a one-token chat completion succeeds.
-
-        Raises:
-            ServerStartError: the server exited or gave no completion in time (it is then stopped);
-                the message holds the last lines of its log.
-        """
-        with self._lock:
-            if self.ready:
-                return self
-            self.start()
-            timeout_s = self.options.startup_timeout_s if timeout_s is None else timeout_s
-            deadline = time.monotonic() + timeout_s
-            last = "no answer yet"
-            while True:
-                code = self.proc.poll() if self.proc is not None else None
-                if code is not None:
-                    raise ServerStartError(self.failure_report(f"exited with code {code} before it was ready"))
-                if time.monotonic() >= deadline:
-                    self.stop()
-                    raise ServerStartError(self.failure_report(f"gave no completion within {timeout_s:g} s ({last})"))
-                last = self._probe()
-                if not last:
-                    self.ready = True
-                    log.info("llama.cpp for %s ready at %s", self.gguf.name, self.base_url)
-                    return self
-                time.sleep(0.2)
-
-    def _probe(self) -> str:
-        """'' when a real completion works, else why not."""
-        headers = {"Content-Type": "application/json"}
-        if self.options.api_key:
-            headers["Authorization"] = f"Bearer {self.options.api_key}"
-        body = {"model": self.served_name, "messages": [{"role": "user", "content": "Reply with OK."}], "max_tokens": 1}
-        request = urllib.request.Request(
-            f"{self.base_url}/chat/completions", data=orjson.dumps(body), headers=headers, method="POST"
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                payload = orjson.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return f"completion answered HTTP {exc.code}"
-        except (urllib.error.URLError, OSError) as exc:
-            return f"connection failed: {getattr(exc, 'reason', exc)}"
-        except orjson.JSONDecodeError:
-            return "completion body is not JSON"
-        return "" if isinstance(payload, dict) and payload.get("choices") else "completion has no choices"
-
-    def failure_report(self, what: str) -> str:
-        logs = tail(self.log_file) if self.log_file is not None else ""
-        shown = "\n".join("    " + line for line in logs.splitlines()) or "    (no output)"
-        where = f"llama.cpp server for {self.gguf.name} on port {self.port}"
-        return f"{where} {what}; last log lines ({self.log_file}):\n{shown}"
-
-    def stop(self, grace_s: float = 10.0) -> int | None:
-        """Stops the server (SIGTERM, then SIGKILL); returns its exit code. Idempotent."""
-        proc, self.ready = self.proc, False
-        if proc is None:
-            return None
-        code = stop_group(proc, grace_s=grace_s)
-        _LIVE.discard(self)
-        return code
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def __enter__(self) -> LlamaCppServer:
-        return self.start().wait_ready()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for server in list(_LIVE):
-        server.stop(grace_s=5.0)

@@ -8,21 +8,19 @@ the same model and options share its servers.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import threading
 from typing import TYPE_CHECKING
 
-from hyperteam.backends.vllm.launcher import ServerStartError, VLLMServer
+from hyperteam.backends import _server
+from hyperteam.backends.vllm.launcher import VLLMServer
 from hyperteam.backends.vllm.options import VLLMOptions
 from hyperteam.errors import ConfigError
-from hyperteam.models.types import ChatModel, ChatRequest, ChatResult
+from hyperteam.models.types import ChatModel
 
 if TYPE_CHECKING:
     from hyperteam.models.runtime import Runtime
 
-_LOCK = threading.Lock()
-_GROUPS: dict[tuple[str, VLLMOptions], ServerGroup] = {}
+_SHARED: _server.Shared[ServerGroup] = _server.Shared()
 
 
 class ServerGroup:
@@ -48,8 +46,6 @@ class ServerGroup:
             VLLMServer(model, self.options, port=None if port is None else port + i, devices=devices[i])
             for i in range(self.options.replicas)
         ]
-        self.users = 0
-        self.key = (model, self.options)
         self._ready = False
 
     @property
@@ -92,66 +88,21 @@ def acquire(model: str, options: VLLMOptions) -> ServerGroup:
 
     Without an ``api_key`` the servers get a random one: they serve this process only.
     """
-    with _LOCK:
-        group = _GROUPS.get((model, options))
-        if group is None:
-            # A hex key: a urlsafe one may start with "-", which vllm's argument parser reads as a flag.
-            locked = options if options.api_key else options.with_(api_key=secrets.token_hex(16))
-            group = ServerGroup(model, locked).start()
-            group.key = (model, options)
-            _GROUPS[group.key] = group
-        group.users += 1
-        return group
+    # A hex key: a urlsafe one may start with "-", which vllm's argument parser reads as a flag.
+    locked = options if options.api_key else options.with_(api_key=secrets.token_hex(16))
+    return _SHARED.acquire((model, options), lambda: ServerGroup(model, locked))
 
 
-def release(group: ServerGroup) -> None:
-    """One user less; the last one stops the servers."""
-    with _LOCK:
-        group.users -= 1
-        if group.users > 0:
-            return
-        _GROUPS.pop(group.key, None)
-    group.stop()
-
-
-class ManagedModel:
+class ManagedModel(_server.ManagedModel[ServerGroup]):
     """A chat model whose vLLM servers hyperteam started; the first request waits until they answer.
 
     Example:
         >>> model = Runtime().model("vllm:Qwen/Qwen2.5-7B-Instruct?gpu_memory_utilization=0.5")  # doctest: +SKIP
     """
 
-    def __init__(self, group: ServerGroup, inner: ChatModel, *, name: str) -> None:
-        self.group = group
-        self.inner = inner
-        self.name = name
-        self._ready_lock = asyncio.Lock()
-        self._failure: ServerStartError | None = None
-        self._closed = False
-
-    async def chat(self, request: ChatRequest, *, sample_index: int = 0) -> ChatResult:
-        """Waits for the servers on the first call, then answers through them.
-
-        Raises:
-            ServerStartError: the servers did not start (every later call says so at once).
-            ModelError: the call failed.
-        """
-        if not self.group.ready:
-            async with self._ready_lock:
-                if self._failure is not None:
-                    raise self._failure
-                if not self.group.ready:
-                    try:
-                        await asyncio.to_thread(self.group.wait_ready)
-                    except ServerStartError as exc:
-                        self._failure = exc
-                        raise
-        return await self.inner.chat(request, sample_index=sample_index)
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await asyncio.to_thread(release, self.group)
+    @property
+    def group(self) -> ServerGroup:
+        return self.server
 
 
 def managed_model(text: str, *, runtime: Runtime) -> ManagedModel:
@@ -169,6 +120,6 @@ def managed_model(text: str, *, runtime: Runtime) -> ManagedModel:
     key = group.options.api_key
     endpoints = [EndpointModel(runtime.endpoint(s.base_url, key), s.served_name) for s in group.servers]
     inner: ChatModel = endpoints[0] if len(endpoints) == 1 else SpreadModel(endpoints, name=group.spec)
-    managed = ManagedModel(group, inner, name=f"vllm:{text}")
+    managed = ManagedModel(group, inner, shared=_SHARED, name=f"vllm:{text}")
     runtime.own(managed)
     return managed
