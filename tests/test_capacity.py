@@ -7,9 +7,12 @@ aiohttp servers that behave as llama.cpp's does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -30,6 +33,23 @@ async def _sim(tmp_path: Path, **kw: object) -> SimServer:
     server = SimServer(SimBrain(data_dir=tmp_path), request_log=tmp_path / "requests.jsonl", **kw)  # type: ignore[arg-type]
     await server.start()
     return server
+
+
+@contextlib.asynccontextmanager
+async def _fake_server(routes: list[tuple[str, str, Any]]) -> AsyncIterator[str]:
+    """A small aiohttp server on loopback with these ``(method, path, handler)`` routes; yields its ``/v1`` URL."""
+    app = web.Application()
+    for method, path, handler in routes:
+        app.router.add_route(method.upper(), path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        await runner.cleanup()
 
 
 def _log(tmp_path: Path) -> list[dict]:
@@ -145,21 +165,12 @@ class _OneChoice:
 
 async def test_samples_a_server_does_not_return_are_asked_separately_and_remembered():
     fake = _OneChoice()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        endpoint = Endpoint(f"http://127.0.0.1:{port}/v1", capacity=4)
+    async with _fake_server([("post", "/v1/chat/completions", fake.handle)]) as url:
+        endpoint = Endpoint(url, capacity=4)
         model = EndpointModel(endpoint, "m")
         first = await model.chat(_request(n=5, seed=7, temperature=0.7))
         second = await model.chat(_request(n=5, seed=7, temperature=0.7))
         await endpoint.close()
-    finally:
-        await runner.cleanup()
     assert [c.text for c in first.completions] == ["#### 7", "#### 8", "#### 9", "#### 10", "#### 11"]
     assert first.usage.calls == 5 and first.usage.completion_tokens == 15
     assert [c.text for c in second.completions] == [c.text for c in first.completions]
@@ -210,16 +221,8 @@ async def test_a_vllm_queue_in_its_metrics_brings_the_limit_down_to_what_it_runs
         body = 'vllm:num_requests_running{model_name="m"} 3.0\nvllm:num_requests_waiting{model_name="m"} 5.0\n'
         return web.Response(text=body)
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        endpoint = Endpoint(f"http://127.0.0.1:{port}/v1", max_concurrency=64)
+    async with _fake_server([("post", "/v1/chat/completions", chat), ("get", "/metrics", metrics)]) as url:
+        endpoint = Endpoint(url, max_concurrency=64)
         model = EndpointModel(endpoint, "m")
         calls = [asyncio.ensure_future(model.chat(_request())) for _ in range(12)]
         await asyncio.sleep(0.5)
@@ -227,8 +230,6 @@ async def test_a_vllm_queue_in_its_metrics_brings_the_limit_down_to_what_it_runs
         await asyncio.gather(*calls)
         assert endpoint.limit.limit == 3  # the server ran 3 with 5 waiting: 3 in flight from then on
         await endpoint.close()
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_call_queued_behind_a_slow_answer_is_not_cut_while_that_answer_moves(tmp_path):
@@ -262,19 +263,10 @@ async def test_a_server_that_refuses_n_gets_the_samples_as_separate_requests():
             return web.json_response(error, status=400)
         return await _OneChoice().handle_body(body)
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        endpoint = Endpoint(f"http://127.0.0.1:{port}/v1", capacity=2)
+    async with _fake_server([("post", "/v1/chat/completions", chat)]) as url:
+        endpoint = Endpoint(url, capacity=2)
         result = await EndpointModel(endpoint, "m").chat(_request(n=3, seed=0, temperature=0.7))
         await endpoint.close()
-    finally:
-        await runner.cleanup()
     assert [c.text for c in result.completions] == ["#### 0", "#### 1", "#### 2"]
     assert [b.get("n") for b in asked] == [3, None, None, None]
     assert any("refused n=3" in note for note in endpoint.notes)
@@ -287,24 +279,15 @@ async def test_an_eval_report_says_what_the_server_left_out(tmp_path):
     from hyperteam.topologies import load_team
 
     fake = _OneChoice()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
+    async with _fake_server([("post", "/v1/chat/completions", fake.handle)]) as url:
         report = await evaluate(
             load_team("self-consistency"),
             [Problem(id="p0", question=QUESTION, answer="42")],
-            model=f"http://127.0.0.1:{port}/v1#m",
+            model=f"{url}#m",
             store=tmp_path / "run.sqlite",
         )
-    finally:
-        await runner.cleanup()
     assert report["calls"] == 5  # one request for n=5, four more for the samples it left out
     [endpoint] = report["endpoints"]
-    assert endpoint["url"] == f"http://127.0.0.1:{port}/v1"
+    assert endpoint["url"] == url
     assert any("of n=5 choices" in note for note in endpoint["notes"])
-    assert f"note: http://127.0.0.1:{port}/v1: returned 1 of n=5 choices" in render_terminal(report)
+    assert f"note: {url}: returned 1 of n=5 choices" in render_terminal(report)
