@@ -122,6 +122,29 @@ def test_best_is_deterministic_and_survives_save_and_load(tmp_path: Path):
         load_generator(tmp_path / "bad.json")
 
 
+def test_the_query_term_changes_nothing_until_trained_and_old_files_load(tmp_path: Path):
+    queries = ["Janet's ducks lay 16 eggs per day", "A train covers 60 miles in 2 hours", "What is half of 10?"]
+    gen = HypergraphGenerator(NAMES, seed=3).anchor_init()
+    plain = HypergraphGenerator(NAMES, seed=3, relevance_rank=0).anchor_init()
+    assert gen.relevance is not None and plain.relevance is None
+    for q in queries:  # the warm start is the paper decoder's, exactly
+        z = gen._latent(q, 0)[0]
+        assert torch.equal(gen._logits(z, q), plain._logits(plain._latent(q, 0)[0], q))
+        assert gen.best(q) == plain.best(q)
+    # A file written before the term existed (no relevance_rank, no weights for it) loads with it at zero.
+    data = json.loads(plain.save(tmp_path / "old.json").read_text())
+    del data["config"]["relevance_rank"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = load_generator(tmp_path / "old.json")
+    assert old.relevance is not None
+    assert all(old.best(q) == plain.best(q) for q in queries)
+    # Training moves it: the term is then part of the saved weights.
+    fit(gen, PROBLEMS, reward=_reward, samples_per_query=4, epochs=2, batch=3)
+    assert gen.relevance.query.weight.abs().sum().item() > 0
+    again = load_generator(gen.save(tmp_path / "new.json"))
+    assert all(again.best(q) == gen.best(q) for q in queries)
+
+
 def test_fit_improves_utility_on_a_simple_reward():
     gen = HypergraphGenerator(NAMES, seed=0)
     history = fit(

@@ -17,11 +17,18 @@ hard 0/1 anchor used to settle every affinity near 0.33: empty topologies).
 Exploration comes from the soft warm start itself, and an entropy *floor*
 (a penalty only when the policy's entropy falls under it) keeps sampling
 from collapsing.
+
+Added to the paper's decoder (HyperAgent only): a query-conditioned bilinear
+pair term (:class:`~hyperteam.topologies.learned.layers.QueryBilinear`) on
+the raw embeddings, added to every pair's logit, initialised to zero and left
+out of the warm start. The convolutions average the task node with the agents,
+so the query reaches the decoder diluted; the term gives it a direct path. At
+zero it changes nothing (``relevance_rank=0`` removes it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -33,6 +40,7 @@ from hyperteam.topologies.hypergraph import Hyperedges
 from hyperteam.topologies.learned.generator import TopologyLearner, agent_text
 from hyperteam.topologies.learned.layers import (
     AffinityDecoder,
+    QueryBilinear,
     VariationalEncoder,
     VariationalGraphEncoder,
     anchor_penalty,
@@ -79,6 +87,7 @@ class _EncodedLearner(TopologyLearner):
         anchor_weight: float = 0.1,
         entropy_weight: float = 3.0,
         entropy_floor: float = 0.2,
+        relevance_rank: int = 0,
     ) -> None:
         super().__init__(agents, embedder, seed=seed)
         self.hparams = {
@@ -90,9 +99,11 @@ class _EncodedLearner(TopologyLearner):
             "anchor_weight": anchor_weight,
             "entropy_weight": entropy_weight,
             "entropy_floor": entropy_floor,
+            "relevance_rank": relevance_rank,
         }  # fmt: skip
         self.encoder = self._encoder(self.embedder.dim, hidden)
         self.decoder = AffinityDecoder(hidden, rank=rank, tau=tau, gates=self.gated)
+        self.relevance = QueryBilinear(self.embedder.dim, relevance_rank) if relevance_rank > 0 else None
         self.register_buffer("anchor", chain_anchor(self.n))
 
     def _encoder(self, features: int, hidden: int) -> torch.nn.Module:
@@ -121,7 +132,9 @@ class _EncodedLearner(TopologyLearner):
         # Random word salads stand in for queries, so the fit holds for queries never seen.
         words = " ".join(agent_text(a) for a in self.agents).split() + _FILLER
         rng = torch.Generator().manual_seed(self.seed)
-        optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        # The query term stays at zero: fitted to query-independent salads it could only learn noise.
+        fixed = {id(p) for p in self.relevance.parameters()} if self.relevance is not None else set()
+        optimizer = torch.optim.Adam([p for p in self.parameters() if id(p) not in fixed], lr=lr)
         target = self.anchor_target()
         salads = [
             " ".join(words[i] for i in torch.randint(len(words), (12,), generator=rng).tolist()) for _ in range(steps)
@@ -129,7 +142,7 @@ class _EncodedLearner(TopologyLearner):
         self.remember(salads)  # one batch for the embedder: a real model embeds 200 texts at once far faster
         for salad in salads:
             z, _, _ = self._latent(salad, 0)
-            s = torch.sigmoid(self.decoder.logits(z))
+            s = torch.sigmoid(self._logits(z, salad))
             loss = anchor_penalty(s, target)
             if self.gated:
                 alone, more = self.decoder.gate_logits(z)
@@ -152,6 +165,25 @@ class _EncodedLearner(TopologyLearner):
             return mu + torch.exp(log_sigma) * eps, mu, log_sigma
         return mu.unsqueeze(0), mu, log_sigma
 
+    def _query_term(self, query: str) -> torch.Tensor | float:
+        """The query's pair term added to the decoder's logits (symmetric, zero until trained)."""
+        if self.relevance is None:
+            return 0.0
+        scale = self.embedder.dim**0.5
+        return self.relevance(self.agent_features * scale, self.query_vector(query) * scale)
+
+    def _logits(self, z: torch.Tensor, query: str) -> torch.Tensor:
+        """The decoder's affinity logits for latent ``z`` plus the query term (the diagonal stays -inf)."""
+        return self.decoder.logits(z) + self._query_term(query)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """As torch's, except that weights saved without the query term load with it at zero."""
+        state = dict(state_dict)
+        for key, value in self.state_dict().items():
+            if key.startswith("relevance.") and key not in state:
+                state[key] = torch.zeros_like(value) if key.startswith("relevance.query.") else value
+        return super().load_state_dict(state, strict=strict, assign=assign)
+
     def _regulariser(self, mu: torch.Tensor, log_sigma: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         h = self.hparams
         return (
@@ -169,8 +201,12 @@ class _EncodedLearner(TopologyLearner):
 
     def _policy(self, query: str, samples: int) -> tuple[torch.Tensor, torch.Tensor]:
         z, mu, log_sigma = self._latent(query, samples)
-        s = torch.sigmoid(self.decoder.logits(z))
-        return s, self._regulariser(mu, log_sigma, s)
+        logits = self.decoder.logits(z)
+        base = torch.sigmoid(logits)
+        s = base if self.relevance is None else torch.sigmoid(logits + self._query_term(query))
+        # The regularisers are the paper's, on its decoder: on the query term they would pull it toward
+        # the warm start too, and drift it with no reward to follow.
+        return s, self._regulariser(mu, log_sigma, base)
 
 
 class HypergraphGenerator(_EncodedLearner):
@@ -197,7 +233,9 @@ class HypergraphGenerator(_EncodedLearner):
         **kw: the encoder's and regularisers' settings, saved with the topology:
             ``hidden`` (64), ``rank`` (16), ``tau`` (1.0), ``kl_weight`` (1e-3),
             ``sparsity_weight`` (0.01), ``anchor_weight`` (0.1, toward the warm
-            start), ``entropy_weight`` (3.0) and ``entropy_floor`` (0.2 nats per decision).
+            start), ``entropy_weight`` (3.0), ``entropy_floor`` (0.2 nats per decision) and
+            ``relevance_rank`` (16, the query term's rank: at least N(N − 1)/2 lets it express any
+            pair matrix; 0 for the paper's decoder alone).
 
     Example:
         >>> gen = HypergraphGenerator(["a", "b", "c", "d"], k=2, seed=0).anchor_init()
@@ -216,13 +254,14 @@ class HypergraphGenerator(_EncodedLearner):
         *,
         k: int = 2,
         alone_margin: float = 1.0,
+        relevance_rank: int = 16,
         **kw: Any,
     ):
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}")
         if not alone_margin >= 0:
             raise ConfigError(f"alone_margin must be >= 0, got {alone_margin}")
-        super().__init__(agents, embedder, **kw)
+        super().__init__(agents, embedder, relevance_rank=relevance_rank, **kw)
         self.register_buffer("incidence", input_incidence(self.n))
         self.k = k
         self.alone_margin = float(alone_margin)
@@ -244,7 +283,7 @@ class HypergraphGenerator(_EncodedLearner):
 
     def _choice(self, query: str) -> tuple[torch.Tensor, torch.Tensor]:
         z, _, _ = self._latent(query, 0)
-        logits = self.decoder.logits(z)[0]
+        logits = self._logits(z, query)[0]
         alone, more = self.decoder.gate_logits(z)
         return top_k_choice(logits, alone[0], more[0], self.k, margin=self.alone_margin), logits
 
@@ -268,12 +307,13 @@ class HypergraphGenerator(_EncodedLearner):
         """Like ``_draw``, with each agent's log-probability of its own choices, ``(M, N)``: each
         agent's decisions can then be credited with its own outcome."""
         z, mu, log_sigma = self._latent(query, samples)
-        logits = self.decoder.logits(z)
+        base = self.decoder.logits(z)
+        logits = base + self._query_term(query)
         alone, more = self.decoder.gate_logits(z)
         picks, log_prob, entropy = sample_top_k(
             logits, alone, more, self.k, margin=self.alone_margin, generator=self._rng
         )
-        reg = self._regulariser(mu, log_sigma, torch.sigmoid(logits)) + self._entropy_floor(entropy)
+        reg = self._regulariser(mu, log_sigma, torch.sigmoid(base)) + self._entropy_floor(entropy)
         scores = logits.detach()
         return [self._names(self._structure(c, p)) for c, p in zip(picks, scores, strict=True)], log_prob, reg
 
