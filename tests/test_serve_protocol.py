@@ -17,7 +17,7 @@ import pytest
 
 from hyperteam.agents.agent import Agent
 from hyperteam.topologies.layered import Layer, LayeredTeam
-from tests.test_serve_server import _env, _free_port, _key_file, _serve_command
+from tests.test_serve_server import _env, _free_port, _key_file, _serve_command, wait_healthy
 from tests.test_serve_support import KEY, auth
 
 
@@ -29,17 +29,7 @@ def serving(tmp_path: Path, *args: str, team: str = "single", model: str = "sim:
     command += ["--store", str(tmp_path / "runs.sqlite"), "--model", model, "--grace", "0", *args]
     proc = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"server did not start: {proc.communicate()[1]}")
-        time.sleep(0.1)
+    wait_healthy(url, proc)
     try:
         yield url, proc.pid
     finally:

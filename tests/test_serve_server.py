@@ -62,6 +62,21 @@ def _key_file(tmp_path: Path) -> Path:
     return path
 
 
+def wait_healthy(url: str, proc: subprocess.Popen) -> None:
+    """Waits until the served process answers /health (30 s at most); its stderr in the error otherwise."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"server did not start: {proc.communicate()[1]}")
+        time.sleep(0.1)
+
+
 @pytest.fixture
 def sim_url() -> Iterator[str]:
     """The simulated model as an HTTP server, 150 ms a call: long enough to watch a run as it goes."""
@@ -97,17 +112,7 @@ def server(tmp_path: Path, sim_url: str) -> Iterator[tuple[str, subprocess.Popen
         [*_serve_command(), *args], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"server did not start: {proc.communicate()[1]}")
-        time.sleep(0.1)
+    wait_healthy(url, proc)
     try:
         yield url, proc
     finally:
