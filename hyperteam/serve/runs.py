@@ -49,6 +49,9 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _SSE_DOC = {"content": {"text/event-stream": {"schema": SSE_EVENT}}, "description": "Server-sent events"}
 # An event id as this service sends them: a sequence number, within 64 bits with room to spare.
 _EVENT_ID = re.compile(r"^[0-9]{1,18}$")
+# An idle event stream gets a keep-alive comment every this many idle polls of the run manager
+# (15 s at its default 1 s poll): often enough that proxies do not time the stream out.
+KEEPALIVE_POLLS = 15
 
 
 def get_service(request: Request) -> Service:
@@ -198,7 +201,7 @@ async def _sse(svc: Service, run_id: str, after: int) -> AsyncIterator[str]:
     async for seq, event in svc.manager.follow(run_id, after=after):
         if event is None:
             idle += 1
-            if idle % 15 == 0:
+            if idle % KEEPALIVE_POLLS == 0:
                 yield ": keep-alive\n\n"  # a comment, ignored by clients, that keeps proxies from timing out
             continue
         idle = 0
