@@ -155,9 +155,12 @@ class _ChatStream(StreamingResponse):
     """A chat completion's event stream that cancels its runs as soon as the client goes away.
 
     Starlette's own streaming response notices a disconnect by cancelling the
-    body iterator, whose clean-up then cannot await anything; here a watcher on
-    ``receive`` calls ``on_gone`` (synchronous) the moment the disconnect comes,
-    and a send that fails (ASGI servers of spec 2.4 raise ``OSError``) does too.
+    body iterator, whose clean-up then cannot await anything. Here ``on_gone``
+    (synchronous) is called in two cases, each the only one to see its event:
+    a watcher on ``receive`` calls it the moment the disconnect comes, even
+    while the stream waits for the runs' next event; and a stream that ends
+    before its last message (a send that fails, as ASGI servers of spec 2.4
+    raise ``OSError``, or the response cancelled) calls it as it ends.
     """
 
     def __init__(self, chunks: AsyncIterator[str], on_gone: Any) -> None:
@@ -167,6 +170,7 @@ class _ChatStream(StreamingResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watch = asyncio.ensure_future(_disconnected(receive))
         watch.add_done_callback(lambda t: t.cancelled() or t.exception() or self._on_gone())
+        completed = False
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
             async for chunk in self._chunks:
@@ -175,13 +179,13 @@ class _ChatStream(StreamingResponse):
                 await send({"type": "http.response.body", "body": chunk.encode(), "more_body": True})
             if not watch.done():
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
+                completed = True
         except OSError:
-            self._on_gone()
-        except BaseException:
-            self._on_gone()
-            raise
+            pass  # the client went away: handled below, as any early end
         finally:
             watch.cancel()
+            if not completed:
+                self._on_gone()
             await self._chunks.aclose()  # type: ignore[attr-defined]
 
 
@@ -327,7 +331,6 @@ async def _stream(svc: Service, body: ChatCompletionRequest, runs: list[tuple[st
         await queue.put((i, 0, None))
 
     pumps = [asyncio.create_task(pump(i, run_id)) for i, (run_id, _) in enumerate(runs)]
-    finished = False
     try:
         for i in range(len(runs)):
             yield chunk(delta(i, {"role": "assistant", "content": ""}))
@@ -344,7 +347,6 @@ async def _stream(svc: Service, body: ChatCompletionRequest, runs: list[tuple[st
             _raise_failure(outcomes)
             _raise_unstored(svc, runs)
         except APIError as exc:
-            finished = True
             yield f"data: {json.dumps(exc.body())}\n\n"
             return
         stops = stop_sequences(body)
@@ -357,9 +359,6 @@ async def _stream(svc: Service, body: ChatCompletionRequest, runs: list[tuple[st
         if include_usage:
             yield chunk([], usage=_usage_json(outcomes))
         yield "data: [DONE]\n\n"
-        finished = True
-    finally:
+    finally:  # a client gone mid-stream has had its runs stopped by _ChatStream
         for p in pumps:
             p.cancel()
-        if not finished:  # the client went away mid-stream: stop the runs
-            _abandon(svc, runs)
