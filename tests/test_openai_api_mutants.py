@@ -19,7 +19,7 @@ from hyperteam.serve.manager import Outcome
 from hyperteam.serve.openai_api import _raise_failure
 from hyperteam.serve.store import open_store
 from hyperteam.testing import FunctionModel
-from tests.test_serve_hardening import _leave, _StoreWithoutUpdates, _TimedModel
+from tests.test_serve_hardening import _StoreWithoutUpdates, _TimedModel
 from tests.test_serve_support import KEY, SlowModel, chain_team, client_for, make_app, wait_for, wide_team
 
 CHAT = "/v1/chat/completions"
@@ -188,39 +188,25 @@ async def test_with_n_2_every_runs_events_are_streamed_even_after_the_other_run_
 # --- a stream's client that goes away -----------------------------------------------------------------------
 
 
-async def test_a_client_that_leaves_a_stream_mid_run_stops_it_before_its_next_call():
-    # The client leaves while the second of eight calls runs: the stream is waiting for that call's event,
-    # and no further call may start (the run is stopped at once, not when the next event comes).
-    model = _TimedModel(delay=0.15)
-    store = open_store(":memory:")
-    app = make_app({"chain8": chain_team(model, name="chain8", layers=8)}, store=store)
-    async with client_for(app) as client:
-        body = {"model": "chain8", "messages": ASK["messages"], "stream": True}
-        left, messages = await _leave(app, body, after_s=0.22)
-        await asyncio.sleep(0.5)
-        assert len(model.started) == 2 and all(t <= left for t in model.started), (left, model.started)
-        ((run_id,),) = store._db.execute("SELECT id FROM runs").fetchall()
-        run = (await client.get(f"/v1/runs/{run_id}")).json()
-    assert (run["status"], run["error"]["kind"]) == ("cancelled", "client_disconnected")
-    assert messages[0]["status"] == 200
-
-
-async def _stream_raw(app: Any, on_body: Any) -> asyncio.Task[None]:
-    """Starts a streamed chat completion straight on the ASGI app; the client never sends a disconnect.
-    ``on_body(task)`` is called on each body chunk sent (it may raise, as a failed send does)."""
+def _start_stream(app: Any, on_event_sent: Any) -> asyncio.Task[None]:
+    """Starts a streamed chat completion of ``chain8`` straight on the ASGI app (spec 2.4). The first time
+    a chunk carrying an agent's event is sent, ``on_event_sent(task, gone)`` is called: it may raise (as a
+    failed send does), cancel ``task`` or set ``gone`` (the client then receives a disconnect)."""
     raw = json.dumps({"model": "chain8", "messages": ASK["messages"], "stream": True}).encode()
-    received, never = [], asyncio.Event()
+    received: list[None] = []
+    gone, seen = asyncio.Event(), asyncio.Event()
 
     async def receive() -> dict[str, Any]:
         if not received:
             received.append(None)
             return {"type": "http.request", "body": raw, "more_body": False}
-        await never.wait()
+        await gone.wait()
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.body" and message.get("body"):
-            on_body(task)
+        if not seen.is_set() and b'"kind": "agent"' in message.get("body", b""):
+            seen.set()
+            on_event_sent(task, gone)
 
     headers = [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")]
     scope = {
@@ -242,27 +228,30 @@ async def _stream_raw(app: Any, on_body: Any) -> asyncio.Task[None]:
     return task
 
 
-@pytest.mark.parametrize("how", ["failed_send", "cancelled"])
-async def test_a_stream_that_ends_early_stops_its_run(how: str):
+@pytest.mark.parametrize("how", ["disconnect", "failed_send", "cancelled"])
+async def test_a_stream_whose_client_goes_away_mid_run_stops_the_run_before_its_next_call(how: str):
+    # The client goes away once the first agent's event reached it, while the second of eight calls runs
+    # (and the stream waits for that call's event): no further call may start, as the module promises.
     model = _TimedModel(delay=0.15)
     store = open_store(":memory:")
     app = make_app({"chain8": chain_team(model, name="chain8", layers=8)}, store=store)
-    ended: list[float] = []
+    left: list[float] = []
 
-    def on_body(task: asyncio.Task[None]) -> None:
-        if len(model.started) < 2 or ended:
-            return  # the role chunk and the first events go through
-        ended.append(time.monotonic())
-        if how == "failed_send":
-            raise OSError("the client's connection is gone")  # as ASGI servers of spec 2.4 do
-        task.cancel()
+    def leave(task: asyncio.Task[None], gone: asyncio.Event) -> None:
+        left.append(time.monotonic())
+        if how == "disconnect":
+            gone.set()
+        elif how == "failed_send":
+            raise OSError("the client's connection is gone")  # what ASGI servers of spec 2.4 raise
+        else:
+            task.cancel()
 
     async with client_for(app) as client:
-        task = await _stream_raw(app, on_body)
+        task = _start_stream(app, leave)
         await asyncio.wait([task], timeout=5)
-        assert task.done() and ended
+        assert task.done() and left
         await asyncio.sleep(0.5)  # time for several more calls, were the run still going
-        assert all(t <= ended[0] for t in model.started) and len(model.started) < 8, (ended, model.started)
+        assert 2 <= len(model.started) < 8 and all(t <= left[0] for t in model.started), (left, model.started)
         ((run_id,),) = store._db.execute("SELECT id FROM runs").fetchall()
         run = (await client.get(f"/v1/runs/{run_id}")).json()
     assert (run["status"], run["error"]["kind"]) == ("cancelled", "client_disconnected")
