@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 from typing import Any
 
@@ -160,6 +161,18 @@ async def test_an_empty_answer_streams_no_content_chunk():
     assert response.text.endswith("data: [DONE]\n\n")
     assert _contents(chunks) == []
     assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+
+
+async def test_answers_plain_and_streamed_log_no_error(caplog: pytest.LogCaptureFixture):
+    # Each answer stops its disconnect watcher at the end; stopping it must not log an error.
+    app = make_app({"one": chain_team(SlowModel(), name="one", layers=1)})
+    with caplog.at_level(logging.WARNING):
+        async with client_for(app) as client:
+            for stream in (False, True):
+                assert (await client.post(CHAT, json={**ASK, "stream": stream})).status_code == 200
+                for _ in range(3):
+                    await asyncio.sleep(0)  # the watcher's done callback runs on a later loop iteration
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_with_n_2_every_runs_events_are_streamed_even_after_the_other_run_ended():
