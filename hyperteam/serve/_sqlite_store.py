@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -71,6 +71,8 @@ _APPEND = (
 )
 
 
+_INSERT_EVENT = "INSERT INTO run_events (run_id, seq, event, created_at) VALUES (?, ?, ?, ?)"
+
 # What one record can fail with (it cannot be encoded or bound, or breaks a constraint) without
 # the transaction failing; anything else (a locked or full database) fails the whole batch.
 _BAD_RECORD = (TypeError, ValueError, OverflowError, sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError)
@@ -78,6 +80,26 @@ _BAD_RECORD = (TypeError, ValueError, OverflowError, sqlite3.IntegrityError, sql
 
 def _dumps(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _last_seqs(db: sqlite3.Connection, run_ids: set[str]) -> dict[str, int]:
+    """Each existing run's last event number (0 for none); a run that does not exist is left out.
+
+    Read inside the batch's ``BEGIN IMMEDIATE``: the write lock is held, so no other connection can
+    append to these runs before the batch's events are inserted with the numbers that follow."""
+    last: dict[str, int] = {}
+    ids = sorted(run_ids)
+    for i in range(0, len(ids), 500):  # well under SQLite's limit on bound parameters
+        chunk = ids[i : i + 500]
+        marks = ", ".join("?" * len(chunk))
+        last.update(
+            db.execute(
+                f"SELECT id, (SELECT coalesce(max(seq), 0) FROM run_events WHERE run_id = runs.id)"
+                f" FROM runs WHERE id IN ({marks})",
+                chunk,
+            ).fetchall()
+        )
+    return last
 
 
 def _loads(text: str | None) -> Any:
@@ -263,82 +285,65 @@ class SQLiteRunStore:
 
         One commit for a batch: a service under load writes the runs, events and status changes of many
         requests at once (see ``hyperteam.serve.manager``), and a commit is most of a write's cost.
-        With ``failures``, a write SQLite or the encoder refuses is skipped and listed there: a failed
-        statement leaves the transaction and the batch's other statements as they were.
+        Events and updates are encoded first and written with one ``executemany`` each. With
+        ``failures``, a write SQLite or the encoder refuses is skipped and listed there, and the rest
+        of the batch is stored.
 
         Raises:
             ValueError: a new run's id is already in use (without ``failures``: nothing of the batch is written).
         """
-        if failures is not None:
-            return self._write_isolated(db, creates, events, updates, failures)
         if db is None:  # in the writer thread
             if self._writer is None:
                 self._writer = self._connect()
             db = self._writer
-        seqs: list[int | None] = []
         now = time.time()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for record in creates:
-                try:
-                    db.execute(_INSERT_RUN, _row(record, now))
-                except sqlite3.IntegrityError:
-                    raise ValueError(f"a run with id {record.id!r} already exists") from None
-            for run_id, event in events:
-                try:
-                    ((seq,),) = db.execute(_APPEND, (run_id, _dumps(event), now)).fetchall()
-                except sqlite3.IntegrityError:
-                    seq = None
-                seqs.append(seq)
-            for run_id, fields in updates:
-                db.execute(_UPDATE, self._update_params(run_id, **fields))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return seqs
 
-    def _write_isolated(
-        self,
-        db: sqlite3.Connection | None,
-        creates: Sequence[RunRecord],
-        events: Sequence[tuple[str, dict[str, Any]]],
-        updates: Sequence[tuple[str, dict[str, Any]]],
-        failures: list[WriteFailure],
-    ) -> list[int | None]:
-        if db is None:
-            if self._writer is None:
-                self._writer = self._connect()
-            db = self._writer
+        def refuse(kind: Literal["run", "event", "update"], run_id: str, error: str, exc: BaseException) -> None:
+            if failures is None:
+                raise exc
+            failures.append(WriteFailure(kind, run_id, error))
+
         seqs: list[int | None] = []
-        lost: set[str] = set()  # runs whose creation failed: their events and updates have nowhere to go
-        now = time.time()
         db.execute("BEGIN IMMEDIATE")
         try:
+            lost: set[str] = set()  # runs whose creation failed: their events and updates have nowhere to go
             for record in creates:
                 try:
                     db.execute(_INSERT_RUN, _row(record, now))
-                except _BAD_RECORD as exc:
-                    failures.append(WriteFailure("run", record.id, type(exc).__name__))
+                except sqlite3.IntegrityError:
                     lost.add(record.id)
+                    in_use = ValueError(f"a run with id {record.id!r} already exists")
+                    refuse("run", record.id, "IntegrityError", in_use)
+                except _BAD_RECORD as exc:
+                    lost.add(record.id)
+                    refuse("run", record.id, type(exc).__name__, exc)
+            last = _last_seqs(db, {run_id for run_id, _ in events})
+            rows: list[tuple[Any, ...]] = []
             for run_id, event in events:
                 seq = None
-                try:
-                    ((seq,),) = db.execute(_APPEND, (run_id, _dumps(event), now)).fetchall()
-                except sqlite3.IntegrityError:
-                    if run_id in lost:
+                if run_id not in last:  # no such run: skipped (a failure only when its creation failed here)
+                    if run_id in lost and failures is not None:
                         failures.append(WriteFailure("event", run_id, "missing run"))
-                except _BAD_RECORD as exc:
-                    failures.append(WriteFailure("event", run_id, type(exc).__name__))
+                else:
+                    try:
+                        text = _dumps(event)
+                    except _BAD_RECORD as exc:
+                        refuse("event", run_id, type(exc).__name__, exc)
+                    else:
+                        seq = last[run_id] = last[run_id] + 1
+                        rows.append((run_id, seq, text, now))
                 seqs.append(seq)
+            db.executemany(_INSERT_EVENT, rows)
+            changes = []
             for run_id, fields in updates:
                 try:
-                    db.execute(_UPDATE, self._update_params(run_id, **fields))
+                    changes.append(self._update_params(run_id, **fields))
                 except _BAD_RECORD as exc:
-                    failures.append(WriteFailure("update", run_id, type(exc).__name__))
+                    refuse("update", run_id, type(exc).__name__, exc)
                 else:
-                    if run_id in lost:
+                    if run_id in lost and failures is not None:
                         failures.append(WriteFailure("update", run_id, "missing run"))
+            db.executemany(_UPDATE, changes)
         except BaseException:
             db.execute("ROLLBACK")
             raise
