@@ -1,0 +1,576 @@
+"""The endpoint client as a server sees it and as a caller sees it: the request body on the wire,
+streamed answers put back together, cut or malformed answers, error messages, capacity discovery,
+samples a server leaves out, and the cache. Loopback aiohttp servers; each test takes well under
+a second."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+import hyperteam as ht
+from hyperteam.errors import ConfigError
+from hyperteam.models import ChatRequest, Endpoint, EndpointModel, ResponseCache, RetryPolicy
+from hyperteam.models.capacity import ADAPTIVE_START
+from hyperteam.models.endpoint import HOSTED_START, parse_chat_response
+from hyperteam.models.tokenizer import count_message_tokens, count_tokens
+
+MESSAGES = [{"role": "user", "content": "What is 2 + 3?"}]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _ok(text: str = "#### 5", *, usage: dict | None = None, choices: int = 1, model: str = "served") -> dict:
+    body: dict[str, Any] = {
+        "id": "x",
+        "object": "chat.completion",
+        "model": model,
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            for i in range(choices)
+        ],
+    }
+    if usage is not None:
+        body["usage"] = usage
+    return body
+
+
+USAGE = {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
+
+
+def _sse(*events: dict | str) -> web.Response:
+    lines = [f"data: {e if isinstance(e, str) else orjson.dumps(e).decode()}\n\n" for e in events]
+    return web.Response(body="".join(lines).encode(), content_type="text/event-stream")
+
+
+def _chunk(content: str | None = None, finish: str | None = None, **extra: Any) -> dict:
+    delta = {"content": content} if content is not None else {}
+    return {"id": "c", "model": "served", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+
+
+class Loopback:
+    """Records each chat request's body and answers from a list of replies, then with ``_ok()``."""
+
+    def __init__(self, *replies: Callable[[dict], web.StreamResponse]) -> None:
+        self.replies = list(replies)
+        self.bodies: list[dict] = []
+        self.url = ""
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.bodies.append(orjson.loads(await request.read()))
+        if self.replies:
+            return self.replies.pop(0)(self.bodies[-1])
+        return web.json_response(_ok(usage=USAGE))
+
+
+@contextlib.asynccontextmanager
+async def loopback(server: Loopback, extra: dict[str, Handler] | None = None) -> AsyncIterator[Loopback]:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", server.chat)
+    for path, handler in (extra or {}).items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server.url = f"http://127.0.0.1:{port}/v1"
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+def _endpoint(url: str, *, attempts: int = 4, **kw: Any) -> Endpoint:
+    policy = RetryPolicy(max_attempts=attempts, base_delay_s=0.001, max_delay_s=0.002)
+    kw.setdefault("capacity", 4)
+    return Endpoint(url, retry=policy, **kw)
+
+
+# --- the request body -------------------------------------------------------------------------
+
+
+def test_a_plain_request_sends_only_the_model_and_the_messages():
+    model = EndpointModel(Endpoint("http://127.0.0.1:9/v1/", capacity=1), "m")
+    assert model.name == "http://127.0.0.1:9/v1#m"
+    assert orjson.loads(model.body(ChatRequest(MESSAGES))) == {"model": "m", "messages": MESSAGES}
+
+
+def test_every_set_field_is_sent_even_a_zero_one():
+    model = EndpointModel(Endpoint("http://127.0.0.1:9/v1", capacity=1), "m")
+    request = ChatRequest(
+        MESSAGES, temperature=0.0, max_tokens=0, n=3, seed=0, stop=["\n\n"], extra={"logprobs": True, "top_k": 5}
+    )
+    assert orjson.loads(model.body(request)) == {
+        "model": "m",
+        "messages": MESSAGES,
+        "temperature": 0.0,
+        "max_tokens": 0,
+        "n": 3,
+        "seed": 0,
+        "stop": ["\n\n"],
+        "logprobs": True,
+        "top_k": 5,
+    }
+    # An empty stop list is no stop list.
+    assert "stop" not in orjson.loads(model.body(ChatRequest(MESSAGES, stop=[])))
+
+
+def test_a_json_schema_goes_as_structured_outputs_to_vllm_and_as_response_format_to_openai():
+    schema = {"type": "object", "properties": {"answer": {"type": "number"}}}
+    request = ChatRequest(MESSAGES, json_schema=schema)
+    vllm = EndpointModel(Endpoint("http://127.0.0.1:9/v1", capacity=1), "m")
+    body = orjson.loads(vllm.body(request))
+    assert body["structured_outputs"] == {"json": schema} and "response_format" not in body
+    openai = EndpointModel(Endpoint("http://127.0.0.1:9/v1", capacity=1), "m", structured="openai")
+    body = orjson.loads(openai.body(request))
+    assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    assert "structured_outputs" not in body
+
+
+def test_a_request_that_cannot_be_encoded_is_a_config_error_naming_the_model():
+    model = EndpointModel(Endpoint("http://127.0.0.1:9/v1", capacity=1), "m")
+    with pytest.raises(ConfigError, match=r"^cannot send this request to http://127\.0\.0\.1:9/v1#m: ") as info:
+        model.body(ChatRequest(MESSAGES, extra={"seed": 2**70}))
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+async def test_requests_are_streamed_with_usage_unless_streaming_is_off():
+    async with loopback(Loopback()) as server:
+        streamed = EndpointModel(_endpoint(server.url), "m")
+        plain = EndpointModel(_endpoint(server.url, stream=False), "m")
+        await streamed.chat(ChatRequest(MESSAGES))
+        await plain.chat(ChatRequest(MESSAGES))
+    assert server.bodies[0] == {
+        "model": "m",
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    assert server.bodies[1] == {"model": "m", "messages": MESSAGES}
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+async def test_a_streamed_answer_is_put_back_together_with_the_servers_usage():
+    reply = _sse(_chunk("#### "), _chunk("5", "stop"), {"choices": [], "usage": USAGE}, "[DONE]")
+    async with loopback(Loopback(lambda body: reply)) as server:
+        endpoint = _endpoint(server.url)
+        result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+    assert result.text == "#### 5" and result.completions[0].finish_reason == "stop"
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.calls) == (11, 3, 1)
+    assert result.model == "served" and endpoint.usage_in_stream is None and endpoint.notes == []
+
+
+async def test_a_stream_without_usage_gets_estimated_tokens_and_a_note(caplog: pytest.LogCaptureFixture):
+    reply = _sse(_chunk("The sum is 5.\n#### 5", "stop"), "[DONE]")
+    async with loopback(Loopback(lambda body: reply)) as server:
+        endpoint = _endpoint(server.url)
+        with caplog.at_level(logging.WARNING, logger="hyperteam.models.endpoint"):
+            result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+    assert result.usage.prompt_tokens == count_message_tokens(MESSAGES) > 0
+    assert result.usage.completion_tokens == count_tokens("The sum is 5.\n#### 5") > 0
+    assert endpoint.usage_in_stream is False
+    assert endpoint.notes == ["sends no token usage with streamed answers: tokens are estimated"]
+    assert f"{server.url}: sends no token usage" in caplog.text
+
+
+async def test_notes_are_kept_and_logged_once(caplog: pytest.LogCaptureFixture):
+    endpoint = Endpoint("http://127.0.0.1:9/v1", capacity=1)
+    with caplog.at_level(logging.WARNING, logger="hyperteam.models.endpoint"):
+        endpoint.note("one")
+        endpoint.note("two")
+        endpoint.note("one")
+    assert endpoint.notes == ["one", "two"]
+    assert [r.getMessage() for r in caplog.records] == ["http://127.0.0.1:9/v1: one", "http://127.0.0.1:9/v1: two"]
+    assert [r.levelno for r in caplog.records] == [logging.WARNING] * 2
+
+
+async def test_a_cut_stream_is_retried_and_makes_an_adaptive_endpoint_send_one_at_a_time():
+    cut = _sse(_chunk("#### "), "[DONE]")  # no finish reason: another request ended it
+    async with loopback(Loopback(lambda body: cut)) as server:
+        endpoint = _endpoint(server.url, capacity=None, max_concurrency=8)
+        endpoint.set_capacity(4, "adaptive")
+        endpoint.limit.ceiling = 8
+        result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+    assert result.text == "#### 5" and len(server.bodies) == 2
+    assert (endpoint.limit.limit, endpoint.limit.ceiling, endpoint.limit.source) == (1, 1, "adaptive")
+    assert endpoint.notes == ["ends a streamed answer when another request arrives: one request at a time from now on"]
+
+
+async def test_a_cut_stream_leaves_a_limit_the_user_or_server_set_alone():
+    cut = _sse(_chunk("#### "), "[DONE]")
+    async with loopback(Loopback(lambda body: cut)) as server:
+        endpoint = _endpoint(server.url, capacity=3)
+        await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+    assert (endpoint.limit.limit, endpoint.limit.source) == (3, "server") and endpoint.notes == []
+
+
+async def test_an_answer_cut_every_time_fails_as_a_bad_response_saying_so():
+    def cut(body: dict) -> web.Response:
+        return _sse(_chunk("#### "), "[DONE]")
+
+    async with loopback(Loopback(cut, cut)) as server:
+        with pytest.raises(ht.ModelError) as info:
+            await EndpointModel(_endpoint(server.url, attempts=2), "m").chat(ChatRequest(MESSAGES))
+    assert info.value.kind == "bad_response" and info.value.status == 200
+    assert str(info.value) == (
+        f"call failed at {server.url} after 2 attempts: bad_response: the stream ended before the answer did"
+    )
+
+
+@pytest.mark.parametrize(
+    ("reply", "detail"),
+    [
+        (lambda body: web.json_response({"id": "x"}), "response has no 'choices' list"),
+        (lambda body: web.json_response([1, 2]), "response has no 'choices' list"),
+        (lambda body: web.json_response({"choices": "none"}), "response has no 'choices' list"),
+        (
+            lambda body: web.Response(text="{not json", content_type="application/json"),
+            "response body is not a chat completion (",
+        ),
+        (lambda body: _sse("{not json"), "response body is not a chat completion (a stream event is not JSON)"),
+    ],
+)
+async def test_a_200_that_is_not_a_chat_completion_is_retried_then_a_bad_response(reply, detail: str):
+    async with loopback(Loopback(reply, reply)) as server:
+        with pytest.raises(ht.ModelError) as info:
+            await EndpointModel(_endpoint(server.url, attempts=2), "m").chat(ChatRequest(MESSAGES))
+    assert info.value.kind == "bad_response" and info.value.status == 200 and len(server.bodies) == 2
+    assert str(info.value).startswith(f"call failed at {server.url} after 2 attempts: bad_response: {detail}")
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (lambda body: web.json_response({"error": {"message": "m" * 400, "code": 9}}, status=500), "m" * 300),
+        (lambda body: web.json_response({"error": {"message": 42}}, status=500), "42"),
+        (lambda body: web.json_response({"error": "overloaded " * 40}, status=500), ("overloaded " * 40)[:300]),
+        (lambda body: web.json_response({"detail": "busy"}, status=500), "{'detail': 'busy'}"),
+        (lambda body: web.json_response(["busy"], status=500), '["busy"]'),
+        (lambda body: web.Response(text="x" * 400, status=500), "x" * 300),
+        (lambda body: web.Response(body=b"caf\xe9 down", status=500), "caf\ufffd down"),
+        (lambda body: web.Response(status=500), ""),
+    ],
+)
+async def test_a_failed_call_says_what_the_server_said_in_at_most_300_characters(reply, message: str):
+    async with loopback(Loopback(reply)) as server:
+        with pytest.raises(ht.ModelError) as info:
+            await EndpointModel(_endpoint(server.url, attempts=1), "m").chat(ChatRequest(MESSAGES))
+    assert str(info.value) == f"call failed at {server.url}: http_500: {message}"
+    assert (info.value.kind, info.value.status) == ("http_500", 500)
+
+
+async def test_an_unreachable_server_with_one_attempt_says_cannot_reach_without_attempts():
+    with pytest.raises(ht.ModelError) as info:
+        await EndpointModel(_endpoint("http://127.0.0.1:9/v1", attempts=1), "m").chat(ChatRequest(MESSAGES))
+    assert str(info.value).startswith("cannot reach http://127.0.0.1:9/v1: connection: ")
+    assert info.value.kind == "connection" and info.value.status is None
+
+
+async def test_a_server_that_never_answers_is_cut_as_stalled_and_not_retried():
+    release = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.StreamResponse:
+        await release.wait()
+        return web.json_response(_ok())
+
+    hits = []
+
+    class Hanging(Loopback):
+        async def chat(self, request: web.Request) -> web.StreamResponse:
+            hits.append(1)
+            return await hang(request)
+
+    async with loopback(Hanging()) as server:
+        policy = RetryPolicy(max_attempts=3, base_delay_s=0.001, stall_s=0.2)
+        endpoint = Endpoint(server.url, retry=policy, capacity=2)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ht.ModelError) as info:
+            await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+        elapsed = asyncio.get_running_loop().time() - started
+        await endpoint.close()
+        release.set()
+    assert info.value.kind == "stalled" and info.value.status is None and len(hits) == 1
+    assert str(info.value).endswith("(the no-progress bound is 0.2 s)") and "after" not in str(info.value)
+    assert 0.15 < elapsed < 2.0
+
+
+# --- capacity ---------------------------------------------------------------------------------
+
+
+async def test_429s_halve_an_adaptive_limit_and_stats_say_so():
+    busy = lambda body: web.json_response({"error": {"message": "busy"}}, status=429)  # noqa: E731
+    async with loopback(Loopback(busy, busy)) as server:
+        endpoint = _endpoint(server.url, capacity=None, max_concurrency=64)
+        endpoint.set_capacity(16, "adaptive")
+        result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+        stats = endpoint.stats()
+    assert result.text == "#### 5" and len(server.bodies) == 3
+    assert stats == {
+        "url": server.url,
+        "limit": 4,
+        "source": "adaptive",
+        "peak_in_flight": 1,
+        "cuts": 2,
+        "notes": [],
+    }
+    stats["notes"].append("changed")
+    assert endpoint.stats()["notes"] == []  # a copy
+
+
+async def test_a_server_error_that_is_not_overload_does_not_cut_the_limit():
+    failing = lambda body: web.Response(status=500)  # noqa: E731
+    async with loopback(Loopback(failing, failing)) as server:
+        endpoint = _endpoint(server.url, capacity=None, max_concurrency=64)
+        endpoint.set_capacity(16, "adaptive")
+        await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+    assert (endpoint.limit.limit, endpoint.limit.cuts) == (16, 0) and len(server.bodies) == 3
+
+
+async def test_a_local_server_that_says_nothing_is_learned_from_one_request_at_a_time():
+    gets: list[str] = []
+
+    async def missing(request: web.Request) -> web.Response:
+        gets.append(request.path)
+        return web.Response(status=404)
+
+    extra = {"/props": missing, "/slots": missing, "/metrics": missing}
+    async with loopback(Loopback(), extra) as server:
+        endpoint = Endpoint(server.url, max_concurrency=16)
+        assert endpoint.mode == "pending"
+        model = EndpointModel(endpoint, "m")
+        await asyncio.gather(*(model.chat(ChatRequest(MESSAGES, seed=i)) for i in range(3)))
+        assert endpoint.mode == "adaptive" and endpoint.limit.source == "adaptive"
+        assert endpoint.limit.limit <= 4  # learning from ADAPTIVE_START up, not the 16 allowed
+        await endpoint.close()
+        assert sorted(gets) == ["/metrics", "/props", "/slots"]  # asked once, not once per call
+        fresh = Endpoint(server.url, max_concurrency=16)
+        await fresh._discover()
+        assert (fresh.mode, fresh.limit.limit) == ("adaptive", ADAPTIVE_START)
+        await fresh.close()
+    assert len(server.bodies) == 3
+
+
+async def test_a_server_that_reports_its_slots_is_sent_that_many():
+    async def props(request: web.Request) -> web.Response:
+        return web.json_response({"total_slots": 3})
+
+    async with loopback(Loopback(), {"/props": props}) as server:
+        endpoint = Endpoint(server.url, max_concurrency=16)
+        await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+        await endpoint.close()
+    assert (endpoint.mode, endpoint.limit.limit, endpoint.limit.source) == ("server", 3, "server")
+    assert endpoint.stats()["limit"] == 3 and endpoint.stats()["source"] == "server"
+
+
+async def test_a_vllm_server_is_followed_through_its_metrics_until_closed():
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(text='vllm:num_requests_running{model_name="m"} 1.0\nvllm:num_requests_waiting 0.0\n')
+
+    async with loopback(Loopback(), {"/metrics": metrics}) as server:
+        endpoint = Endpoint(server.url, max_concurrency=16)
+        await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+        follower = endpoint._follower
+        assert endpoint.mode == "metrics" and follower is not None and not follower.done()
+        await endpoint.close()
+        await asyncio.sleep(0)
+    assert follower.cancelled()
+
+
+async def test_a_hosted_api_is_not_probed_and_starts_at_most_at_the_hosted_start():
+    big = Endpoint("https://api.example.invalid/v1", max_concurrency=500)
+    await big._discover()  # no request: a hosted API is never probed
+    assert (big.mode, big.limit.limit, big.limit.source) == ("adaptive", HOSTED_START, "adaptive")
+    small = Endpoint("https://api.example.invalid/v1", max_concurrency=16)
+    await small._discover()
+    assert (small.mode, small.limit.limit) == ("adaptive", 16)
+    assert big._follower is None
+    await big.close()
+    await small.close()
+
+
+def test_a_known_capacity_or_a_fixed_limit_is_not_probed():
+    assert Endpoint("http://127.0.0.1:9/v1", capacity=5).mode == "server"
+    assert Endpoint("http://127.0.0.1:9/v1", capacity=5).limit.limit == 5
+    fixed = Endpoint("http://127.0.0.1:9/v1", max_concurrency=7, adaptive=False)
+    assert fixed.mode == "user" and fixed.limit.limit == 7
+
+
+# --- samples (n > 1) --------------------------------------------------------------------------
+
+
+def _one_choice(body: dict) -> web.Response:
+    seed = body.get("seed", -1)
+    return web.json_response(_ok(f"#### {seed}", usage={"prompt_tokens": 10, "completion_tokens": 2 + seed}))
+
+
+async def test_a_server_that_honours_n_gets_one_request_and_is_remembered():
+    server = Loopback()
+    server.replies = [lambda body: web.json_response(_ok(usage=USAGE, choices=body.get("n", 1)))] * 2
+    async with loopback(server):
+        endpoint = _endpoint(server.url)
+        model = EndpointModel(endpoint, "m")
+        result = await model.chat(ChatRequest(MESSAGES, n=3, seed=1))
+        assert endpoint.honours_n is True
+        again = await model.chat(ChatRequest(MESSAGES, n=3, seed=1))
+    assert len(result.completions) == 3 and len(again.completions) == 3
+    assert [b.get("n") for b in server.bodies] == [3, 3] and endpoint.notes == []
+
+
+async def test_samples_a_server_leaves_out_are_asked_one_by_one_with_the_next_seeds():
+    server = Loopback(*[_one_choice] * 8)
+    async with loopback(server):
+        endpoint = _endpoint(server.url)
+        model = EndpointModel(endpoint, "m")
+        result = await model.chat(ChatRequest(MESSAGES, n=4, seed=5))
+        assert endpoint.honours_n is False
+        assert endpoint.notes == ["returned 1 of n=4 choices: the rest are asked by separate requests"]
+        again = await model.chat(ChatRequest(MESSAGES, n=4, seed=5))
+    assert [c.text for c in result.completions] == ["#### 5", "#### 6", "#### 7", "#### 8"]
+    assert [(b.get("n"), b.get("seed")) for b in server.bodies[:4]] == [(4, 5), (None, 6), (None, 7), (None, 8)]
+    # Remembered: the next call sends the four singles at once.
+    assert [(b.get("n"), b.get("seed")) for b in server.bodies[4:]] == [(None, 5), (None, 6), (None, 7), (None, 8)]
+    assert [c.text for c in again.completions] == [c.text for c in result.completions]
+    assert result.usage.calls == 4 and result.usage.prompt_tokens == 40
+    assert result.usage.completion_tokens == (2 + 5) + (2 + 6) + (2 + 7) + (2 + 8)
+    assert result.model == "served"
+
+
+async def test_samples_without_a_seed_are_seeded_from_zero():
+    server = Loopback(*[_one_choice] * 3)
+    async with loopback(server):
+        endpoint = _endpoint(server.url)
+        endpoint.honours_n = False
+        result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES, n=3, temperature=0.7))
+    assert [b.get("seed") for b in server.bodies] == [0, 1, 2]
+    assert [c.text for c in result.completions] == ["#### 0", "#### 1", "#### 2"]
+    assert all(b.get("temperature") == 0.7 for b in server.bodies)
+
+
+async def test_the_samples_latency_is_the_slowest_ones_not_their_sum():
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        await asyncio.sleep(0.2 if body.get("seed") == 1 else 0.0)
+        return _one_choice(body)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        endpoint = _endpoint(f"http://127.0.0.1:{port}/v1")
+        endpoint.honours_n = False
+        result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES, n=3, seed=0))
+    finally:
+        await runner.cleanup()
+    assert 0.2 <= result.usage.latency_s < 0.35
+
+
+async def test_a_server_that_returns_more_than_n_choices_gives_back_n():
+    server = Loopback(lambda body: web.json_response(_ok(usage=USAGE, choices=1)))
+    server.replies += [lambda body: web.json_response(_ok(usage=USAGE, choices=3))]
+    async with loopback(server):
+        endpoint = _endpoint(server.url)
+        result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES, n=2, seed=0))
+    assert len(result.completions) == 2 and len(server.bodies) == 2
+
+
+@pytest.mark.parametrize("status", [400, 422])
+async def test_a_server_that_refuses_n_gets_singles_and_a_note(status: int):
+    refuse = lambda body: web.json_response({"error": {"message": "Only one"}}, status=status)  # noqa: E731
+    server = Loopback(refuse, *[_one_choice] * 2)
+    async with loopback(server):
+        endpoint = _endpoint(server.url)
+        result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES, n=2, seed=3))
+    assert [c.text for c in result.completions] == ["#### 3", "#### 4"]
+    assert [b.get("n") for b in server.bodies] == [2, None, None] and endpoint.honours_n is False
+    assert endpoint.notes == [f"refused n=2 (http_{status}): samples are asked by separate requests"]
+
+
+async def test_a_refusal_of_a_single_request_or_a_server_error_is_not_taken_for_refusing_n():
+    refuse = lambda body: web.json_response({"error": {"message": "bad"}}, status=400)  # noqa: E731
+    async with loopback(Loopback(refuse)) as server:
+        endpoint = _endpoint(server.url)
+        with pytest.raises(ht.ModelError, match="bad"):
+            await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+        assert endpoint.honours_n is None
+    forbidden = lambda body: web.json_response({"error": {"message": "no"}}, status=403)  # noqa: E731
+    async with loopback(Loopback(forbidden)) as server:
+        endpoint = _endpoint(server.url)
+        with pytest.raises(ht.ModelError, match="no") as info:
+            await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES, n=2))
+    assert info.value.status == 403 and endpoint.honours_n is None and len(server.bodies) == 1
+    # Known to honour n: a 400 is the request's fault, not n's.
+    async with loopback(Loopback(refuse)) as server:
+        endpoint = _endpoint(server.url)
+        endpoint.honours_n = True
+        with pytest.raises(ht.ModelError, match="bad"):
+            await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES, n=2))
+    assert endpoint.honours_n is True and len(server.bodies) == 1
+
+
+async def test_samples_asked_separately_are_cached_apart(tmp_path):
+    server = Loopback(*[_one_choice] * 3)
+    async with loopback(server):
+        cache = ResponseCache(tmp_path / "cache.sqlite")
+        endpoint = _endpoint(server.url, cache=cache)
+        endpoint.honours_n = False
+        model = EndpointModel(endpoint, "m")
+        first = await model.chat(ChatRequest(MESSAGES, n=3, seed=0), sample_index=2)
+        again = await model.chat(ChatRequest(MESSAGES, n=3, seed=0), sample_index=2)
+        cache.close()
+    assert len(server.bodies) == 3 and [c.text for c in again.completions] == [c.text for c in first.completions]
+    assert again.usage.calls == 3 and again.usage.latency_s == 0.0
+
+
+async def test_a_cached_answer_is_marked_costs_no_time_and_keeps_the_servers_usage(tmp_path):
+    async with loopback(Loopback()) as server:
+        cache = ResponseCache(tmp_path / "cache.sqlite")
+        model = EndpointModel(_endpoint(server.url, cache=cache), "m")
+        first = await model.chat(ChatRequest(MESSAGES))
+        hit = await model.chat(ChatRequest(MESSAGES))
+        cache.close()
+    assert not first.cached and first.usage.latency_s > 0
+    assert hit.cached and hit.usage.latency_s == 0.0 and hit.model == "served"
+    assert (hit.usage.prompt_tokens, hit.usage.completion_tokens, hit.usage.calls) == (11, 3, 1)
+    assert len(server.bodies) == 1
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+def test_a_chat_completion_is_read_with_its_logprobs_and_missing_fields_as_defaults():
+    payload = {
+        "model": "served",
+        "choices": [
+            {
+                "message": {"content": "#### 5"},
+                "finish_reason": "stop",
+                "logprobs": {"content": [{"token": "#", "logprob": -0.5}, {"token": "5"}]},
+            },
+            {"message": None, "logprobs": {"content": []}},
+            {"message": {"content": None}, "logprobs": "n/a"},
+        ],
+        "usage": {"prompt_tokens": 7, "completion_tokens": None},
+    }
+    result = parse_chat_response(payload, "asked", latency_s=0.25)
+    assert [(c.text, c.finish_reason, c.logprobs) for c in result.completions] == [
+        ("#### 5", "stop", [-0.5, 0.0]),
+        ("", None, None),
+        ("", None, None),
+    ]
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.calls) == (7, 0, 1)
+    assert result.usage.latency_s == 0.25 and result.model == "served" and not result.cached
+    bare = parse_chat_response({"choices": [], "usage": None}, "asked", latency_s=0.0)
+    assert bare.model == "asked" and bare.usage.total_tokens == 0 and bare.usage.calls == 1
