@@ -333,6 +333,16 @@ def test_an_in_memory_store_is_written_where_asked_and_has_no_baseline(tmp_path:
     assert json.loads((tmp_path / "mem" / "report.json").read_text())["n"] == 3
 
 
+def test_an_in_memory_store_never_takes_a_baseline_from_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store_run(tmp_path / "baseline", [row(0, "1", "1", "1")], team="self-consistency", samples=2)
+    monkeypatch.chdir(tmp_path)  # "." holds a baseline: it belongs to no in-memory run
+    store = ResultStore(":memory:")
+    store.add(row(0, "1", "1", "1"))
+    assert "baseline" not in write_report(store, tmp_path / "out")
+
+
 def test_a_run_without_a_baseline_folder_has_no_baseline_entry(tmp_path: Path) -> None:
     report = write_report(store_run(tmp_path / "run", team_rows(), **TEAM_META))
     assert "baseline" not in report and "team vs" not in render_terminal(report)
