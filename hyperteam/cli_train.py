@@ -18,7 +18,7 @@ TOPOLOGY_LEARNERS = ("hyperagent", "gdesigner", "agentprune")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds ``train``'s options to ``parser``."""
     parser.add_argument("--team", required=True, help="a team file (YAML/JSON) or built-in team name")
-    parser.add_argument("--suite", required=True, help="gsm8k, gsm-hard, multiarith, demo")
+    parser.add_argument("--suite", required=True, help="gsm8k, gsm-hard, multiarith, demo, generated")
     parser.add_argument("--train", type=int, default=40, help="training problems, from the train split (default 40)")
     parser.add_argument("--val", type=int, default=40, help="validation problems, held out of --train (default 40)")
     parser.add_argument("--epochs", type=int, default=2, help="passes over the training problems (default 2)")
@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="--topology hyperagent: logits by which an agent's 'work alone' (or 'fewer partners') must win "
         "over its top-k partners (default 1.0)",
+    )
+    parser.add_argument(
+        "--partners",
+        type=int,
+        help="--topology hyperagent: k, the partners each agent invites (its top-k; default 2). 1 gives stars "
+        "and pairs, the cheapest topologies that still link every agent to someone",
     )
     parser.add_argument("--token-penalty", type=float, help="--topology: λ in utility = correct − λ·tokens")
     parser.add_argument(

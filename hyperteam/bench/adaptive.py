@@ -102,7 +102,7 @@ async def _run(team: Any, problems: list[Problem], model: Any, *, adapt: bool) -
 
 def run(*, train: int, test: int, accuracy: float, seed: int, fusion: dict[str, Any] | None = None) -> dict[str, Any]:
     """The benchmark's figures for one seed."""
-    from hyperteam.testing.sim.worlds.problems import generate
+    from hyperteam.evals.generated import generate
 
     problems = generate(train + test, seed=seed, prefix=f"adaptive{seed}")
     model = _model(accuracy, seed, problems)

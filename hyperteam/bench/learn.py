@@ -18,7 +18,7 @@ Two SIMULATED worlds, the same trainer, several seeds each:
 Each seed shuffles the problems: training and validation come from GSM8K's
 train split and test problems from its test split when ``HYPERTEAM_DATA_DIR``
 holds GSM8K; otherwise all three come from disjoint generated word problems
-(:mod:`hyperteam.testing.sim.worlds.problems`), which the output says.
+(:mod:`hyperteam.evals.generated`), which the output says.
 A check of the mechanism, never a claim about real models.
 """
 
@@ -60,7 +60,7 @@ def _problems(n_train: int, n_val: int, n_test: int, seed: int) -> tuple[list[Pr
         if len(pool) < n_train + n_val or len(test_pool) < n_test:
             raise ConfigError("GSM8K has too few problems for --train + --val or --test")
         return pool[:n_train], pool[n_train : n_train + n_val], test_pool[:n_test]
-    from hyperteam.testing.sim.worlds.problems import generate
+    from hyperteam.evals.generated import generate
 
     problems = generate(n_train + n_val + n_test, seed=seed, prefix=f"gen{seed}")
     return problems[:n_train], problems[n_train : n_train + n_val], problems[n_train + n_val :]

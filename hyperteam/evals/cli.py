@@ -14,7 +14,9 @@ from hyperteam.errors import ConfigError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "suite", nargs="?", help="gsm8k, gsm-hard, multiarith, demo; with --data, a name (default: the file's stem)"
+        "suite",
+        nargs="?",
+        help="gsm8k, gsm-hard, multiarith, demo, generated; with --data, a name (default: the file's stem)",
     )
     parser.add_argument("--team", default="ann-gsm8k", help="team file or built-in name (default ann-gsm8k)")
     parser.add_argument("--model", help="model spec for agents that name none (default: HYPERTEAM_BASE_URL, else sim)")
@@ -75,7 +77,9 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
     if args.suite is None and args.data is not None:
         args.suite = args.data.stem  # a file needs no made-up suite name
     if args.suite is None:
-        raise ConfigError("name a SUITE (gsm8k, gsm-hard, multiarith, demo, ...), or give --data FILE or --sweep FILE")
+        raise ConfigError(
+            "name a SUITE (gsm8k, gsm-hard, multiarith, demo, generated, ...), or give --data FILE or --sweep FILE"
+        )
     if args.baseline is not None and args.ray is not None:
         raise ConfigError("--baseline runs in this process: leave out --ray")
     if args.resume and args.out is None:

@@ -10,7 +10,9 @@ split, in this order:
    split cached, so the network is used once.
 
 The ``demo`` suite (30 GSM8K-style problems written for hyperteam) ships
-inside the package, so an eval runs with no data at all.
+inside the package, and the ``generated`` suite (train 2000, test 1000
+problems from templates, see :mod:`hyperteam.evals.generated`) is made on
+the spot, so an eval or a training run needs no data at all.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ _FILES: dict[str, dict[str, tuple[str, str, str]]] = {
     "multiarith": {"test": ("multiarith/mawpsmultiarith.jsonl", "input", "target")},
 }
 
-SUITES: tuple[str, ...] = (*_FILES, "demo")
+SUITES: tuple[str, ...] = (*_FILES, "demo", "generated")
+_BUILT_IN = ("demo", "generated")  # need no file: bundled, or made from templates
 
 
 @dataclass(slots=True)
@@ -70,6 +73,8 @@ def splits(name: str) -> tuple[str, ...]:
     Raises:
         ConfigError: the suite is unknown.
     """
+    if name == "generated":
+        return ("train", "test")
     return ("test",) if name == "demo" else tuple(_suite(name))
 
 
@@ -90,14 +95,14 @@ def suite_path(name: str, *, split: str = "test", data_dir: str | os.PathLike[st
 
 
 def is_available(name: str, *, split: str = "test", data_dir: str | os.PathLike[str] | None = None) -> bool:
-    """Whether ``load`` would find the split without the network (``demo`` always is).
+    """Whether ``load`` would find the split without the network (``demo`` and ``generated`` always are).
 
     Example:
         >>> is_available("demo")
         True
     """
-    if name == "demo":
-        return split == "test"
+    if name in _BUILT_IN:
+        return split in splits(name)
     try:
         return suite_path(name, split=split, data_dir=data_dir).is_file()
     except ConfigError:
@@ -114,8 +119,8 @@ def load(
     """Loads a suite's problems, in file order.
 
     Args:
-        name: ``gsm8k``, ``gsm-hard``, ``multiarith`` or ``demo``.
-        split: ``test`` or (gsm8k only) ``train``.
+        name: ``gsm8k``, ``gsm-hard``, ``multiarith``, ``demo`` or ``generated``.
+        split: ``test`` or (gsm8k and generated only) ``train``.
         limit: keep only the first ``limit`` problems.
         data_dir: the folder holding the suites; defaults to ``$HYPERTEAM_DATA_DIR``,
             and when neither is set, the data cache, then a download from the hub.
@@ -139,6 +144,12 @@ def load(
         demo = resources.files("hyperteam.evals").joinpath("data/demo.jsonl")
         with resources.as_file(demo) as path:
             return _read(path, "question", "answer", prefix="demo-test", limit=limit)
+    if name == "generated":
+        if split not in splits(name):
+            raise ConfigError(f"suite 'generated' has no split {split!r}; it has: train, test")
+        from hyperteam.evals import generated
+
+        return generated.split(split)[:limit]
     path = suite_path(name, split=split, data_dir=data_dir)
     _, question_field, answer_field = _FILES[name][split]
     if not path.is_file():

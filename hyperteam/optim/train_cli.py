@@ -25,7 +25,7 @@ DEFAULT_TEST = 200
 def _refuse_topology_options(args: argparse.Namespace) -> None:
     if getattr(args, "token_penalty", None) is not None:
         raise ConfigError("--token-penalty applies to --topology training only")
-    for flag in ("embedder", "alone_margin", "lr", "credit"):
+    for flag in ("embedder", "alone_margin", "partners", "lr", "credit"):
         if getattr(args, flag, None) is not None:
             raise ConfigError(f"--{flag.replace('_', '-')} applies to --topology training only")
 

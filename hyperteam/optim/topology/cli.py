@@ -49,6 +49,9 @@ def _check(args: argparse.Namespace) -> None:
     margin = getattr(args, "alone_margin", None)
     if margin is not None and (args.topology != "hyperagent" or not margin >= 0):
         raise ConfigError(f"--alone-margin applies to --topology hyperagent and must be >= 0, got {margin}")
+    partners = getattr(args, "partners", None)
+    if partners is not None and (args.topology != "hyperagent" or partners < 1):
+        raise ConfigError(f"--partners applies to --topology hyperagent and must be >= 1, got {partners}")
     if args.out.suffix.lower() != ".json":
         raise ConfigError(f"--out must be a .json file (the learned topology), got {str(args.out)!r}")
 
@@ -65,7 +68,9 @@ def _problems(suite: str, train: int, val: int) -> tuple[list[Any], list[Any], s
     return problems[:train], problems[train:], split
 
 
-def _learner(team: Any, kind: str, seed: int, *, embedder: str | None = None, margin: float | None = None) -> Any:
+def _learner(
+    team: Any, kind: str, seed: int, *, embedder: str | None = None, margin: float | None = None, k: int | None = None
+) -> Any:
     """The learner to train: the team's own generator (trained or seeded) when it is of this kind and
     no other embedder is asked for; otherwise a fresh one, warm-started on the anchor chain."""
     from hyperteam.topologies.embed import embedder_from_spec
@@ -78,8 +83,12 @@ def _learner(team: Any, kind: str, seed: int, *, embedder: str | None = None, ma
         if wanted is None or wanted.config() == generator.embedder.config():
             if margin is not None:
                 generator.alone_margin = float(margin)
+            if k is not None:  # k only cuts the sampled and best topologies: no parameter depends on it
+                generator.k = k
             return generator
-    options = {"alone_margin": margin} if margin is not None else {}
+    options: dict[str, Any] = {"alone_margin": margin} if margin is not None else {}
+    if k is not None:
+        options["k"] = k
     learner = LEARNERS[kind](team.agents, wanted, seed=seed, **options)
     if hasattr(learner, "anchor_init"):
         # Untrained affinities sit near 0.5 for every pair, so the first topologies would be arbitrary.
@@ -159,6 +168,7 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
         args.seed,
         embedder=getattr(args, "embedder", None),
         margin=getattr(args, "alone_margin", None),
+        k=getattr(args, "partners", None),
     )
     say(
         f"training {args.topology} on {len(train)} problems: {args.epochs} epoch(s), batch {args.batch}, "
@@ -229,7 +239,8 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
         rows = {f"{args.topology} (learned)": _evaluate(learned, test, model, args.concurrency)}
         untrained = LearnedHypergraphTeam.model_validate(
             {**spec, "agents": team.agents,
-             "topology": {"learner": args.topology, "seed": args.seed, "embedder": getattr(args, "embedder", None)}}
+             "topology": {"learner": args.topology, "seed": args.seed, "embedder": getattr(args, "embedder", None),
+                          **({"k": args.partners} if getattr(args, "partners", None) else {})}}
         )  # fmt: skip
         rows[f"{args.topology} (untrained)"] = _evaluate(untrained, test, model, args.concurrency)
         for name, fixed in baselines(learned).items():

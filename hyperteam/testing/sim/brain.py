@@ -35,7 +35,7 @@ from hyperteam.testing.sim.worlds import Turn, World, get_world, split_world
 
 __all__ = ["SimBrain"]
 
-DEFAULT_SUITES = ("gsm8k", "gsm-hard", "multiarith", "demo")
+DEFAULT_SUITES = ("gsm8k", "gsm-hard", "multiarith", "demo", "generated")
 
 # Templates wrap questions in labels like "Question 3:" or "**Problem.**".
 _LABEL = re.compile(r"^[#>*\s]*(?:question|problem|task|input|query|q)\s*\d*\s*\**\s*[:.)\-]\s*\**\s*", re.IGNORECASE)
@@ -73,8 +73,8 @@ def _load_table(data_dir: str, suites: tuple[str, ...]) -> _Table:
     """Reads the suites once per process; brains with the same data share the table."""
     exact: dict[str, _Known] = {}
     for suite in suites:
-        if not data_dir and suite != "demo":
-            continue  # no data dir: only the demo suite, which ships in the package
+        if not data_dir and suite not in ("demo", "generated"):
+            continue  # no data dir: only the built-in suites (demo, generated)
         for split in datasets.splits(suite):
             try:
                 problems = datasets.load(suite, split=split, data_dir=data_dir)

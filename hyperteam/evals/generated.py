@@ -1,7 +1,15 @@
-"""Generated GSM8K-style word problems with known answers, for SIMULATED benchmarks without a dataset.
+"""Generated GSM8K-style word problems with known answers: the ``generated`` suite.
 
-When GSM8K is not on disk (``HYPERTEAM_DATA_DIR`` unset), benchmarks that
-need hundreds of held-out problems draw them here. Each template states its
+Seven templates (items bought by the box, a percentage given away, a
+difference, totals over days, a rate per 15 minutes, halves and thirds,
+change from a bill), with random names, items and numbers. The ``generated``
+suite (``load("generated", split="train")``, 2000 problems; ``"test"``, 1000,
+none of them a train question) needs no data on disk, so training and held-out
+evaluation run in a bare clone; benchmarks that need hundreds of held-out
+problems without GSM8K draw them here too. Each problem's category (money,
+time, fraction or count, as the simulator's ``topology`` world reads it)
+follows from its template, so unlike GSM8K's the categories are cleanly
+readable from the wording. Each template states its
 quantities in the words the skills world reads as pitfalls (``each``,
 ``percent``, ``left``, ``in total``, hours, ``half``, dollars), so the
 generated problems carry the same kinds of latent pitfalls as GSM8K's. The
@@ -22,7 +30,10 @@ from collections.abc import Callable
 
 from hyperteam.evals.datasets import Problem
 
-__all__ = ["generate"]
+__all__ = ["SPLITS", "generate", "split"]
+
+SPLITS = {"train": 2000, "test": 1000}
+_SEED = 20261129
 
 _NAMES = ("Ava", "Ben", "Chloe", "Diego", "Emma", "Farid", "Grace", "Hugo", "Iris", "Jonah", "Kira", "Liam")
 _ITEMS = ("apples", "pencils", "stickers", "cookies", "marbles", "books", "shells", "cards")
@@ -94,3 +105,10 @@ def generate(n: int, *, seed: int = 0, prefix: str = "gen") -> list[Problem]:
         seen.add(question)
         out.append(Problem(id=f"{prefix}-{len(out):04d}", question=question, answer=str(answer)))
     return out
+
+
+def split(name: str) -> list[Problem]:
+    """The ``generated`` suite's ``train`` or ``test`` split: one draw of 3000 distinct problems, cut in two."""
+    problems = generate(sum(SPLITS.values()), seed=_SEED, prefix="generated")
+    first = problems[: SPLITS["train"]] if name == "train" else problems[SPLITS["train"] :]
+    return [Problem(id=f"generated-{name}-{i:04d}", question=p.question, answer=p.answer) for i, p in enumerate(first)]
