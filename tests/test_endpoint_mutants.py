@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -182,6 +183,14 @@ async def test_a_stream_without_usage_gets_estimated_tokens_and_a_note(caplog: p
     assert f"{server.url}: sends no token usage" in caplog.text
 
 
+async def test_an_empty_streamed_answer_is_estimated_as_no_completion_tokens():
+    reply = _sse(_chunk(None, "length"), "[DONE]")
+    async with loopback(Loopback(lambda body: reply)) as server:
+        result = await EndpointModel(_endpoint(server.url), "m").chat(ChatRequest(MESSAGES))
+    assert result.text == "" and result.completions[0].finish_reason == "length"
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (count_message_tokens(MESSAGES), 0)
+
+
 async def test_notes_are_kept_and_logged_once(caplog: pytest.LogCaptureFixture):
     endpoint = Endpoint("http://127.0.0.1:9/v1", capacity=1)
     with caplog.at_level(logging.WARNING, logger="hyperteam.models.endpoint"):
@@ -203,6 +212,15 @@ async def test_a_cut_stream_is_retried_and_makes_an_adaptive_endpoint_send_one_a
     assert result.text == "#### 5" and len(server.bodies) == 2
     assert (endpoint.limit.limit, endpoint.limit.ceiling, endpoint.limit.source) == (1, 1, "adaptive")
     assert endpoint.notes == ["ends a streamed answer when another request arrives: one request at a time from now on"]
+
+
+async def test_a_cut_stream_brings_an_adaptive_limit_of_two_down_to_one():
+    cut = _sse(_chunk("#### "), "[DONE]")
+    async with loopback(Loopback(lambda body: cut)) as server:
+        endpoint = _endpoint(server.url, capacity=None, max_concurrency=2)
+        endpoint.set_capacity(2, "adaptive")
+        await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+    assert (endpoint.limit.limit, endpoint.limit.ceiling) == (1, 1) and len(endpoint.notes) == 1
 
 
 async def test_a_cut_stream_leaves_a_limit_the_user_or_server_set_alone():
@@ -268,39 +286,173 @@ async def test_a_failed_call_says_what_the_server_said_in_at_most_300_characters
     assert (info.value.kind, info.value.status) == ("http_500", 500)
 
 
-async def test_an_unreachable_server_with_one_attempt_says_cannot_reach_without_attempts():
-    with pytest.raises(ht.ModelError) as info:
-        await EndpointModel(_endpoint("http://127.0.0.1:9/v1", attempts=1), "m").chat(ChatRequest(MESSAGES))
-    assert str(info.value).startswith("cannot reach http://127.0.0.1:9/v1: connection: ")
-    assert info.value.kind == "connection" and info.value.status is None
-
-
-async def test_a_server_that_never_answers_is_cut_as_stalled_and_not_retried():
+async def test_a_server_that_stops_answering_is_cut_as_stalled_not_retried_and_cuts_the_limit():
     release = asyncio.Event()
-
-    async def hang(request: web.Request) -> web.StreamResponse:
-        await release.wait()
-        return web.json_response(_ok())
-
     hits = []
 
-    class Hanging(Loopback):
+    class AnswersOnce(Loopback):
         async def chat(self, request: web.Request) -> web.StreamResponse:
+            await request.read()
             hits.append(1)
-            return await hang(request)
+            if len(hits) > 1:
+                await release.wait()
+            return web.json_response(_ok(usage=USAGE))
 
-    async with loopback(Hanging()) as server:
+    async with loopback(AnswersOnce()) as server:
         policy = RetryPolicy(max_attempts=3, base_delay_s=0.001, stall_s=0.2)
-        endpoint = Endpoint(server.url, retry=policy, capacity=2)
+        endpoint = Endpoint(server.url, retry=policy, capacity=None, max_concurrency=16)
+        endpoint.set_capacity(8, "adaptive")
+        model = EndpointModel(endpoint, "m")
+        assert (await model.chat(ChatRequest(MESSAGES))).text == "#### 5"  # an answer, then a hang
         started = asyncio.get_running_loop().time()
         with pytest.raises(ht.ModelError) as info:
-            await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+            await asyncio.wait_for(model.chat(ChatRequest(MESSAGES, seed=1)), 5)
         elapsed = asyncio.get_running_loop().time() - started
-        await endpoint.close()
         release.set()
-    assert info.value.kind == "stalled" and info.value.status is None and len(hits) == 1
+        await endpoint.close()
+    assert info.value.kind == "stalled" and info.value.status is None and len(hits) == 2
     assert str(info.value).endswith("(the no-progress bound is 0.2 s)") and "after" not in str(info.value)
     assert 0.15 < elapsed < 2.0
+    assert (endpoint.limit.limit, endpoint.limit.cuts) == (4, 1)  # a hang is overload
+
+
+async def test_a_call_past_its_deadline_fails_as_a_timeout_and_cuts_an_adaptive_limit():
+    release = asyncio.Event()
+
+    class Hangs(Loopback):
+        async def chat(self, request: web.Request) -> web.StreamResponse:
+            await request.read()
+            await release.wait()
+            return web.json_response(_ok(usage=USAGE))
+
+    async with loopback(Hangs()) as server:
+        policy = RetryPolicy(max_attempts=3, timeout_s=0.2, stall_s=None)
+        endpoint = Endpoint(server.url, retry=policy, capacity=None, max_concurrency=16)
+        endpoint.set_capacity(8, "adaptive")
+        with pytest.raises(ht.ModelError) as info:
+            await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+        zero = Endpoint(server.url, retry=RetryPolicy(timeout_s=0.0), capacity=2)
+        with pytest.raises(ht.ModelError) as at_once:
+            await EndpointModel(zero, "m").chat(ChatRequest(MESSAGES))
+        release.set()
+        await endpoint.close()
+        await zero.close()
+    assert str(info.value) == f"call failed at {server.url}: timeout: no answer within the 0.2 s deadline"
+    assert (endpoint.limit.limit, endpoint.limit.cuts) == (4, 1)
+    assert str(at_once.value).endswith("timeout: no answer within the 0 s deadline")
+
+
+async def test_a_slow_first_byte_is_read_as_queueing_and_cuts_an_adaptive_limit():
+    delays = [0.0, 0.0, 0.4]
+
+    class Queues(Loopback):
+        async def chat(self, request: web.Request) -> web.StreamResponse:
+            await request.read()
+            await asyncio.sleep(delays.pop(0))
+            return web.json_response(_ok(usage=USAGE))
+
+    async with loopback(Queues()) as server:
+        endpoint = _endpoint(server.url, capacity=None, max_concurrency=16)
+        endpoint.set_capacity(8, "adaptive")
+        model = EndpointModel(endpoint, "m")
+        for seed in range(3):
+            await model.chat(ChatRequest(MESSAGES, seed=seed))
+        await endpoint.close()
+    assert (endpoint.limit.limit, endpoint.limit.cuts) == (4, 1)
+
+
+async def _raw_server(replies: list[bytes]) -> tuple[asyncio.base_events.Server, str, list[int]]:
+    """A loopback server that writes each connection one raw reply and closes it."""
+    served: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+        await reader.readexactly(length)
+        served.append(1)
+        writer.write(replies.pop(0))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}/v1", served
+
+
+async def test_a_connection_cut_mid_answer_is_retried_and_makes_an_adaptive_endpoint_send_one_at_a_time():
+    event = b"data: " + orjson.dumps(_chunk("#### ")) + b"\n\n"
+    cut = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n" % (len(event), event)
+    )
+    body = orjson.dumps(_ok(usage=USAGE))
+    whole = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    server, url, served = await _raw_server([cut, whole])
+    try:
+        endpoint = _endpoint(url, capacity=None, max_concurrency=8)
+        endpoint.set_capacity(4, "adaptive")
+        result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+        await endpoint.close()
+    finally:
+        server.close()
+    assert result.text == "#### 5" and len(served) == 2
+    assert (endpoint.limit.limit, endpoint.limit.ceiling) == (1, 1)
+    assert endpoint.notes == ["ends a streamed answer when another request arrives: one request at a time from now on"]
+
+
+async def test_a_refused_connection_says_why_and_leaves_an_adaptive_limit_alone():
+    endpoint = _endpoint("http://127.0.0.1:9/v1", attempts=1, capacity=None, max_concurrency=8)
+    endpoint.set_capacity(4, "adaptive")
+    with pytest.raises(ht.ModelError) as info:
+        await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+    assert str(info.value).startswith("cannot reach http://127.0.0.1:9/v1: connection: ")
+    assert "Connect call failed" in str(info.value)  # the system's own words
+    assert info.value.kind == "connection" and info.value.status is None
+    assert (endpoint.limit.limit, endpoint.limit.ceiling, endpoint.notes) == (4, 8, [])
+
+
+async def test_a_connection_error_without_a_message_is_named_by_its_type():
+    class Resets:
+        async def send(self, *args: Any, **kwargs: Any) -> Any:
+            raise ConnectionResetError()
+
+        async def close(self) -> None:
+            pass
+
+    endpoint = _endpoint("http://127.0.0.1:9/v1", attempts=2)
+    endpoint.transport = Resets()  # type: ignore[assignment]
+    with pytest.raises(ht.ModelError) as info:
+        await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+    assert str(info.value) == "cannot reach http://127.0.0.1:9/v1 after 2 attempts: connection: ConnectionResetError"
+
+
+async def test_a_call_waiting_at_a_server_that_keeps_answering_others_is_not_cut_as_stalled():
+    # The server holds the first call for 0.7 s (it has one slot) while it refuses the other
+    # call's tries with bodiless 429s every 0.1 s: its queue moves, so the first call is no hang.
+    refusals = 0
+
+    class OneSlot(Loopback):
+        async def chat(self, request: web.Request) -> web.StreamResponse:
+            nonlocal refusals
+            body = orjson.loads(await request.read())
+            if body["seed"] == 0:
+                await asyncio.sleep(0.7)
+                return web.json_response(_ok(usage=USAGE))
+            await asyncio.sleep(0.1)
+            if refusals < 6:
+                refusals += 1
+                return web.Response(status=429)
+            return web.json_response(_ok("#### 6", usage=USAGE))
+
+    async with loopback(OneSlot()) as server:
+        policy = RetryPolicy(max_attempts=10, base_delay_s=0.001, max_delay_s=0.002, stall_s=0.3)
+        endpoint = Endpoint(server.url, retry=policy, capacity=2)
+        model = EndpointModel(endpoint, "m")
+        held, refused = await asyncio.gather(
+            model.chat(ChatRequest(MESSAGES, seed=0)), model.chat(ChatRequest(MESSAGES, seed=1))
+        )
+        await endpoint.close()
+    assert held.text == "#### 5" and refused.text == "#### 6" and refusals == 6
 
 
 # --- capacity ---------------------------------------------------------------------------------
@@ -335,7 +487,9 @@ async def test_a_server_error_that_is_not_overload_does_not_cut_the_limit():
     assert (endpoint.limit.limit, endpoint.limit.cuts) == (16, 0) and len(server.bodies) == 3
 
 
-async def test_a_local_server_that_says_nothing_is_learned_from_one_request_at_a_time():
+async def test_a_local_server_that_says_nothing_is_learned_from_one_request_at_a_time(
+    caplog: pytest.LogCaptureFixture,
+):
     gets: list[str] = []
 
     async def missing(request: web.Request) -> web.Response:
@@ -347,7 +501,9 @@ async def test_a_local_server_that_says_nothing_is_learned_from_one_request_at_a
         endpoint = Endpoint(server.url, max_concurrency=16)
         assert endpoint.mode == "pending"
         model = EndpointModel(endpoint, "m")
-        await asyncio.gather(*(model.chat(ChatRequest(MESSAGES, seed=i)) for i in range(3)))
+        with caplog.at_level(logging.INFO, logger="hyperteam.models.capacity"):
+            await asyncio.gather(*(model.chat(ChatRequest(MESSAGES, seed=i)) for i in range(3)))
+        assert f"{server.url} does not say how many requests it serves at once" in caplog.text
         assert endpoint.mode == "adaptive" and endpoint.limit.source == "adaptive"
         assert endpoint.limit.limit <= 4  # learning from ADAPTIVE_START up, not the 16 allowed
         await endpoint.close()
@@ -385,6 +541,39 @@ async def test_a_vllm_server_is_followed_through_its_metrics_until_closed():
     assert follower.cancelled()
 
 
+async def test_a_vllm_queue_brings_the_limit_down_to_what_it_runs(monkeypatch: pytest.MonkeyPatch):
+    from hyperteam.models import capacity
+
+    fast = functools.partial(capacity.follow_metrics, interval_s=0.02)
+    monkeypatch.setattr(capacity, "follow_metrics", fast)
+    release = asyncio.Event()
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(text='vllm:num_requests_running{model_name="m"} 2.0\nvllm:num_requests_waiting 4.0\n')
+
+    class Held(Loopback):
+        async def chat(self, request: web.Request) -> web.StreamResponse:
+            await request.read()
+            await release.wait()
+            return web.json_response(_ok(usage=USAGE))
+
+    async with loopback(Held(), {"/metrics": metrics}) as server:
+        endpoint = Endpoint(server.url, max_concurrency=16)
+        model = EndpointModel(endpoint, "m")
+        calls = [asyncio.ensure_future(model.chat(ChatRequest(MESSAGES, seed=i))) for i in range(6)]
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if endpoint.limit.limit == 2:
+                break
+        release.set()
+        results = await asyncio.gather(*calls)
+        follower = endpoint._follower
+        assert follower is not None and not follower.done()  # still following
+        await endpoint.close()
+    assert (endpoint.limit.limit, endpoint.limit.source) == (2, "metrics") and endpoint.limit.cuts >= 1
+    assert [r.text for r in results] == ["#### 5"] * 6
+
+
 async def test_a_hosted_api_is_not_probed_and_starts_at_most_at_the_hosted_start():
     big = Endpoint("https://api.example.invalid/v1", max_concurrency=500)
     await big._discover()  # no request: a hosted API is never probed
@@ -409,7 +598,8 @@ def test_a_known_capacity_or_a_fixed_limit_is_not_probed():
 
 def _one_choice(body: dict) -> web.Response:
     seed = body.get("seed", -1)
-    return web.json_response(_ok(f"#### {seed}", usage={"prompt_tokens": 10, "completion_tokens": 2 + seed}))
+    usage = {"prompt_tokens": 10, "completion_tokens": 2 + seed}
+    return web.json_response(_ok(f"#### {seed}", usage=usage, model=f"served-{seed}"))
 
 
 async def test_a_server_that_honours_n_gets_one_request_and_is_remembered():
@@ -441,7 +631,8 @@ async def test_samples_a_server_leaves_out_are_asked_one_by_one_with_the_next_se
     assert [c.text for c in again.completions] == [c.text for c in result.completions]
     assert result.usage.calls == 4 and result.usage.prompt_tokens == 40
     assert result.usage.completion_tokens == (2 + 5) + (2 + 6) + (2 + 7) + (2 + 8)
-    assert result.model == "served"
+    assert result.model == "served-5"  # the first answer's
+    assert all("n" not in b for b in server.bodies[1:])
 
 
 async def test_samples_without_a_seed_are_seeded_from_zero():
@@ -449,8 +640,11 @@ async def test_samples_without_a_seed_are_seeded_from_zero():
     async with loopback(server):
         endpoint = _endpoint(server.url)
         endpoint.honours_n = False
-        result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES, n=3, temperature=0.7))
+        request = ChatRequest(MESSAGES, n=3, temperature=0.7, extra={"logprobs": True})
+        result = await EndpointModel(endpoint, "m").chat(request)
     assert [b.get("seed") for b in server.bodies] == [0, 1, 2]
+    assert all(b["logprobs"] is True and "n" not in b for b in server.bodies)
+    assert request.extra == {"logprobs": True} and request.n == 3 and request.seed is None
     assert [c.text for c in result.completions] == ["#### 0", "#### 1", "#### 2"]
     assert all(b.get("temperature") == 0.7 for b in server.bodies)
 
@@ -532,6 +726,19 @@ async def test_samples_asked_separately_are_cached_apart(tmp_path):
         cache.close()
     assert len(server.bodies) == 3 and [c.text for c in again.completions] == [c.text for c in first.completions]
     assert again.usage.calls == 3 and again.usage.latency_s == 0.0
+
+
+async def test_the_same_samples_asked_again_as_another_sample_index_are_asked_anew(tmp_path):
+    server = Loopback(*[_one_choice] * 6)
+    async with loopback(server):
+        cache = ResponseCache(tmp_path / "cache.sqlite")
+        endpoint = _endpoint(server.url, cache=cache)
+        endpoint.honours_n = False
+        model = EndpointModel(endpoint, "m")
+        await model.chat(ChatRequest(MESSAGES, n=3, seed=0), sample_index=0)
+        await model.chat(ChatRequest(MESSAGES, n=3, seed=0), sample_index=1)
+        cache.close()
+    assert len(server.bodies) == 6 and cache.hits == 0
 
 
 async def test_a_cached_answer_is_marked_costs_no_time_and_keeps_the_servers_usage(tmp_path):
