@@ -458,9 +458,10 @@ async def test_a_call_waiting_at_a_server_that_keeps_answering_others_is_not_cut
 # --- capacity ---------------------------------------------------------------------------------
 
 
-async def test_429s_halve_an_adaptive_limit_and_stats_say_so():
+async def test_a_429_and_a_503_each_halve_an_adaptive_limit_and_stats_say_so():
     busy = lambda body: web.json_response({"error": {"message": "busy"}}, status=429)  # noqa: E731
-    async with loopback(Loopback(busy, busy)) as server:
+    down = lambda body: web.json_response({"error": {"message": "down"}}, status=503)  # noqa: E731
+    async with loopback(Loopback(busy, down)) as server:
         endpoint = _endpoint(server.url, capacity=None, max_concurrency=64)
         endpoint.set_capacity(16, "adaptive")
         result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
@@ -591,6 +592,7 @@ def test_a_known_capacity_or_a_fixed_limit_is_not_probed():
     assert Endpoint("http://127.0.0.1:9/v1", capacity=5).limit.limit == 5
     fixed = Endpoint("http://127.0.0.1:9/v1", max_concurrency=7, adaptive=False)
     assert fixed.mode == "user" and fixed.limit.limit == 7
+    assert Endpoint("http://127.0.0.1:9/v1", adaptive=False).limit.limit == 128  # the default
 
 
 # --- samples (n > 1) --------------------------------------------------------------------------
@@ -781,3 +783,112 @@ def test_a_chat_completion_is_read_with_its_logprobs_and_missing_fields_as_defau
     assert result.usage.latency_s == 0.25 and result.model == "served" and not result.cached
     bare = parse_chat_response({"choices": [], "usage": None}, "asked", latency_s=0.0)
     assert bare.model == "asked" and bare.usage.total_tokens == 0 and bare.usage.calls == 1
+
+
+# --- more of what a user sees -------------------------------------------------------------------
+
+
+async def test_the_api_key_goes_as_a_bearer_token():
+    seen: list[str | None] = []
+
+    class Keyed(Loopback):
+        async def chat(self, request: web.Request) -> web.StreamResponse:
+            seen.append(request.headers.get("Authorization"))
+            return await super().chat(request)
+
+    async with loopback(Keyed()) as server:
+        await EndpointModel(_endpoint(server.url, api_key="sk-test-123"), "m").chat(ChatRequest(MESSAGES))
+        await EndpointModel(_endpoint(server.url), "m").chat(ChatRequest(MESSAGES))
+    assert seen == ["Bearer sk-test-123", None]
+
+
+async def test_a_retry_that_would_pass_the_deadline_fails_now_naming_the_server_and_the_last_error():
+    slow_down = lambda body: web.json_response(  # noqa: E731
+        {"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "5"}
+    )
+    async with loopback(Loopback(slow_down)) as server:
+        policy = RetryPolicy(timeout_s=1.0, base_delay_s=0.001)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(ht.ModelError) as info:
+            await EndpointModel(Endpoint(server.url, retry=policy, capacity=2), "m").chat(ChatRequest(MESSAGES))
+        elapsed = asyncio.get_running_loop().time() - started
+    assert str(info.value) == f"call failed at {server.url}: http_429: slow down (retry would pass the deadline)"
+    assert (info.value.kind, info.value.status) == ("http_429", 429) and elapsed < 0.5
+
+
+async def test_each_retry_is_logged_with_its_reason_attempt_and_wait(caplog: pytest.LogCaptureFixture):
+    busy = lambda body: web.Response(status=429, headers={"retry-after-ms": "50"})  # noqa: E731
+    async with loopback(Loopback(busy, busy)) as server:
+        with caplog.at_level(logging.DEBUG, logger="hyperteam.models.endpoint"):
+            await EndpointModel(_endpoint(server.url), "m").chat(ChatRequest(MESSAGES))
+    retries = [r.getMessage() for r in caplog.records if r.name == "hyperteam.models.endpoint"]
+    assert retries == [
+        f"retrying {server.url} after http_429 (attempt 1, wait 0.05s)",
+        f"retrying {server.url} after http_429 (attempt 2, wait 0.05s)",
+    ]
+
+
+async def test_a_plain_request_to_a_server_known_to_ignore_n_is_sent_as_it_is():
+    async with loopback(Loopback()) as server:
+        endpoint = _endpoint(server.url)
+        endpoint.honours_n = False
+        result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+    assert result.text == "#### 5"
+    assert server.bodies == [
+        {"model": "m", "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+    ]
+
+
+async def test_two_samples_from_a_server_that_ignores_n_are_two_singles_once_it_is_known():
+    server = Loopback(*[_one_choice] * 5)
+    async with loopback(server):
+        endpoint = _endpoint(server.url)
+        model = EndpointModel(endpoint, "m")
+        first = await model.chat(ChatRequest(MESSAGES, n=2, seed=3))
+        assert endpoint.honours_n is False
+        assert endpoint.notes == ["returned 1 of n=2 choices: the rest are asked by separate requests"]
+        second = await model.chat(ChatRequest(MESSAGES, n=2, seed=3))
+    assert [b.get("n") for b in server.bodies] == [2, None, None, None]
+    assert [c.text for c in first.completions] == [c.text for c in second.completions] == ["#### 3", "#### 4"]
+
+
+async def test_a_plain_request_says_nothing_about_n_so_a_later_refusal_of_n_is_still_understood():
+    refuse = lambda body: web.json_response({"error": {"message": "Only one"}}, status=400)  # noqa: E731
+    server = Loopback(lambda body: web.json_response(_ok(usage=USAGE)), refuse, _one_choice, _one_choice)
+    async with loopback(server):
+        endpoint = _endpoint(server.url)
+        model = EndpointModel(endpoint, "m")
+        await model.chat(ChatRequest(MESSAGES))
+        assert endpoint.honours_n is None
+        result = await model.chat(ChatRequest(MESSAGES, n=2, seed=0))
+    assert [c.text for c in result.completions] == ["#### 0", "#### 1"]
+    assert [b.get("n") for b in server.bodies] == [None, 2, None, None]
+
+
+async def test_an_answer_with_no_choices_is_an_empty_answer_asked_once():
+    async with loopback(Loopback(lambda body: web.json_response({"choices": [], "usage": USAGE}))) as server:
+        result = await EndpointModel(_endpoint(server.url), "m").chat(ChatRequest(MESSAGES))
+    assert result.completions == [] and result.text == "" and len(server.bodies) == 1
+
+
+async def test_all_the_samples_asked_at_once_come_from_the_cache_the_second_time(tmp_path):
+    server = Loopback(lambda body: web.json_response(_ok(usage=USAGE, choices=body.get("n", 1))))
+    async with loopback(server):
+        cache = ResponseCache(tmp_path / "cache.sqlite")
+        model = EndpointModel(_endpoint(server.url, cache=cache), "m")
+        first = await model.chat(ChatRequest(MESSAGES, n=3, seed=0))
+        again = await model.chat(ChatRequest(MESSAGES, n=3, seed=0))
+        cache.close()
+    assert len(first.completions) == len(again.completions) == 3 and len(server.bodies) == 1
+    assert again.cached and not first.cached
+
+
+async def test_an_answer_without_a_model_name_is_credited_to_the_model_asked(tmp_path):
+    nameless = {k: v for k, v in _ok(usage=USAGE).items() if k != "model"}
+    async with loopback(Loopback(lambda body: web.json_response(nameless))) as server:
+        cache = ResponseCache(tmp_path / "cache.sqlite")
+        model = EndpointModel(_endpoint(server.url, cache=cache), "asked-model")
+        fresh = await model.chat(ChatRequest(MESSAGES))
+        cached = await model.chat(ChatRequest(MESSAGES))
+        cache.close()
+    assert fresh.model == cached.model == "asked-model" and cached.cached
