@@ -63,6 +63,11 @@ def test_partners_per_agent_from_the_team_spec_and_the_cli(tmp_path: Path):
     assert json.loads(out.read_text())["config"]["k"] == 1
     report = json.loads((tmp_path / "topo.report.json").read_text())
     assert all(len(edge) == 2 for row in report["topologies"]["per_problem"] for edge in row["hyperedges"])
+    # The learned topology against complete on the same problems: a paired difference and McNemar's p.
+    vs = report["paired"]["complete"]
+    assert vs["n"] == 3 and vs["both"] + vs["only_a"] + vs["only_b"] <= 3 and 0 <= vs["mcnemar_p"] <= 1
+    assert "hyperagent (learned) - complete: accuracy" in proc.stdout
+    assert "correct" not in report["comparison"]["complete"]
     assert_one_line_error(hyperteam(*base, "--out", str(out), "--partners", "0"), "--partners")
     gd = ["train", "--topology", "gdesigner", "--team", "complete", "--suite", "generated", "--out", str(out)]
     assert_one_line_error(hyperteam(*gd, "--partners", "1"), "--partners applies to --topology hyperagent")

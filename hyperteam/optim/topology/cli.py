@@ -131,10 +131,28 @@ def baselines(team: Any) -> dict[str, Any]:
 
 
 def _evaluate(team: Any, problems: list[Any], model: Any, concurrency: int) -> dict[str, Any]:
+    """The comparison's figures of ``team`` on ``problems``, and (key ``correct``) whether each was right,
+    in problem order, for the paired tests."""
     from hyperteam.evals.runner import evaluate
+    from hyperteam.evals.store import ResultStore
     from hyperteam.optim.topology.report import eval_summary
 
-    return eval_summary(asyncio.run(evaluate(team, problems, model=model, concurrency=concurrency)))
+    store = ResultStore(":memory:")
+    try:
+        summary = eval_summary(asyncio.run(evaluate(team, problems, model=model, concurrency=concurrency, store=store)))
+        right = {row.problem_id: row.correct_strict for row in store.rows()}
+    finally:
+        store.close()
+    return {**summary, "correct": [right.get(p.id, False) for p in problems]}
+
+
+def paired(rows: dict[str, dict[str, Any]], learned: str) -> dict[str, dict[str, Any]]:
+    """The learned topology against each other row on the same problems: accuracy difference
+    (learned − other), its paired 95% interval and McNemar's exact p."""
+    from hyperteam.evals.stats import compare_paired
+
+    mine = rows[learned]["correct"]
+    return {name: compare_paired(row["correct"], mine).as_dict() for name, row in rows.items() if name != learned}
 
 
 def main(args: argparse.Namespace, *, default_model: Any) -> int:
@@ -222,6 +240,7 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
         say(f"adaptive fusion trained online on {len(train)} problems: accuracy {online['accuracy']['strict']:.3f}")
     if val:
         report["validation"] = _evaluate(learned, val, model, args.concurrency)
+        del report["validation"]["correct"]
         v = report["validation"]
         tokens = v["prompt_tokens_per_problem"]
         say(f"validation ({len(val)} problems): accuracy {v['accuracy']:.3f}, prompt tokens/problem {tokens}")
@@ -245,10 +264,19 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
         rows[f"{args.topology} (untrained)"] = _evaluate(untrained, test, model, args.concurrency)
         for name, fixed in baselines(learned).items():
             rows[name] = _evaluate(fixed, test, model, args.concurrency)
-        report["comparison"] = rows
+        learned_row = f"{args.topology} (learned)"
+        report["paired"] = paired(rows, learned_row)
+        report["comparison"] = {name: {k: v for k, v in row.items() if k != "correct"} for name, row in rows.items()}
         report["test"] = len(test)
         say(f"test ({len(test)} problems, same agents, rounds and fusion){' SIMULATED' if simulated else ''}:")
-        say(comparison_table(rows))
+        say(comparison_table(report["comparison"]))
+        for name, c in report["paired"].items():
+            lo, hi = c["ci95"]
+            say(
+                f"{learned_row} - {name}: accuracy {c['diff']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}), "
+                f"McNemar p = {c['mcnemar_p']:.3g} ({c['only_b']} problems right only with the learned, "
+                f"{c['only_a']} only with {name})"
+            )
     json_path, html_path = write_report(report, args.out.with_name(args.out.stem + ".report.json"))
     print(f"learned topology: {args.out}  team spec: {spec_path}  report: {json_path}, {html_path}")
     return 0
