@@ -892,3 +892,34 @@ async def test_an_answer_without_a_model_name_is_credited_to_the_model_asked(tmp
         cached = await model.chat(ChatRequest(MESSAGES))
         cache.close()
     assert fresh.model == cached.model == "asked-model" and cached.cached
+
+
+async def test_a_first_call_that_hangs_is_cut_as_stalled():
+    release = asyncio.Event()
+
+    class Hangs(Loopback):
+        async def chat(self, request: web.Request) -> web.StreamResponse:
+            await request.read()
+            await release.wait()
+            return web.json_response(_ok(usage=USAGE))
+
+    async with loopback(Hangs()) as server:
+        endpoint = Endpoint(server.url, retry=RetryPolicy(stall_s=0.2), capacity=2)
+        with pytest.raises(ht.ModelError) as info:
+            await asyncio.wait_for(EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES)), 5)
+        release.set()
+        await endpoint.close()
+    assert info.value.kind == "stalled"
+
+
+async def test_the_backoff_jitter_is_the_same_from_run_to_run(caplog: pytest.LogCaptureFixture):
+    waits = []
+    for _ in range(2):
+        failing = lambda body: web.Response(status=500)  # noqa: E731
+        async with loopback(Loopback(failing, failing)) as server:
+            policy = RetryPolicy(base_delay_s=0.1, max_delay_s=0.2)
+            caplog.clear()
+            with caplog.at_level(logging.DEBUG, logger="hyperteam.models.endpoint"):
+                await EndpointModel(Endpoint(server.url, retry=policy, capacity=2), "m").chat(ChatRequest(MESSAGES))
+        waits.append([r.getMessage().rsplit("wait ", 1)[1] for r in caplog.records if "retrying" in r.getMessage()])
+    assert len(waits[0]) == 2 and waits[0] == waits[1]
