@@ -17,7 +17,9 @@ import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import orjson
 from fastapi import Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from hyperteam.serve.errors import APIError
@@ -139,3 +141,11 @@ class CheckedRoute(APIRoute):
             return await handler(_CheckedRequest(request.scope, request.receive, request._send))
 
         return checked
+
+
+class FastJSONResponse(JSONResponse):
+    """A JSON response rendered by orjson: the service's answers, several times faster to write than
+    Starlette's ``json.dumps`` (a few percent of the service's CPU per chat completion)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)

@@ -42,6 +42,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from hyperteam.models.types import Usage
+from hyperteam.serve._json import FastJSONResponse
 from hyperteam.serve.errors import APIError, error_responses
 from hyperteam.serve.manager import Outcome
 from hyperteam.serve.runs import SSE_EVENT, SSE_HEADERS, Owner, get_service
@@ -74,13 +75,13 @@ def add_openai_routes(app: FastAPI, team_names: list[str]) -> None:
     async def list_models(request: Request, owner: Owner) -> JSONResponse:
         """The served teams, as OpenAI models."""
         svc = get_service(request)
-        return JSONResponse({"object": "list", "data": [_card(svc, name) for name in svc.teams]})
+        return FastJSONResponse({"object": "list", "data": [_card(svc, name) for name in svc.teams]})
 
     @app.get("/v1/models/{model_id}", tags=tags, response_model=ModelCard, responses=error_responses(404))
     async def get_model(model_id: str, request: Request, owner: Owner) -> JSONResponse:
         svc = get_service(request)
         svc.team(model_id, param="model")
-        return JSONResponse(_card(svc, model_id))
+        return FastJSONResponse(_card(svc, model_id))
 
     @app.post(
         "/v1/chat/completions",
@@ -131,7 +132,7 @@ def add_openai_routes(app: FastAPI, team_names: list[str]) -> None:
             watch.cancel()
         _raise_failure(outcomes)
         _raise_unstored(svc, runs)
-        return JSONResponse(_completion(body, runs, outcomes))
+        return FastJSONResponse(_completion(body, runs, outcomes))
 
 
 async def _disconnected(receive: Receive) -> None:

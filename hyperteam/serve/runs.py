@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from hyperteam.serve._json import FastJSONResponse
 from hyperteam.serve.auth import current_owner
 from hyperteam.serve.errors import APIError, error_responses
 from hyperteam.serve.records import FINAL_STATUSES, RunRecord
@@ -122,14 +123,14 @@ def add_run_routes(app: FastAPI) -> None:
             run_input = {"messages": [m.model_dump(exclude_none=True) for m in body.input]}
         svc.limits.check_fanout(team, 1)
         record, task = await svc.manager.submit(owner, body.team, run_input, idempotency_key=idempotency_key or None)
-        return JSONResponse(run_json(record), status_code=201 if task is not None else 200)
+        return FastJSONResponse(run_json(record), status_code=201 if task is not None else 200)
 
     @app.get("/v1/runs/{run_id}", tags=tags, response_model=Run, responses=error_responses(404))
     async def get_run(run_id: str, request: Request, owner: Owner) -> JSONResponse:
         """The run's status, result, usage, error and trace so far."""
         svc = get_service(request)
         record = await owned_run(svc, run_id, owner)
-        return JSONResponse(run_json(record, await _trace(svc, run_id)))
+        return FastJSONResponse(run_json(record, await _trace(svc, run_id)))
 
     @app.get(
         "/v1/runs/{run_id}/events",
@@ -177,7 +178,7 @@ def add_run_routes(app: FastAPI) -> None:
         else:  # interrupted (or left by another process): nothing runs; make it final
             await svc.store.update_run(run_id, status="cancelled")
         record = await owned_run(svc, run_id, owner)
-        return JSONResponse(run_json(record, await _trace(svc, run_id)))
+        return FastJSONResponse(run_json(record, await _trace(svc, run_id)))
 
     @app.post("/v1/runs/{run_id}/resume", tags=tags, response_model=Run, responses=error_responses(404, 409, 503))
     async def resume_run(run_id: str, request: Request, owner: Owner) -> JSONResponse:
@@ -193,7 +194,7 @@ def add_run_routes(app: FastAPI) -> None:
         svc.team(record.team, param="team")
         await svc.manager.resume(record)
         record = await owned_run(svc, run_id, owner)
-        return JSONResponse(run_json(record))
+        return FastJSONResponse(run_json(record))
 
 
 async def _sse(svc: Service, run_id: str, after: int) -> AsyncIterator[str]:
