@@ -62,6 +62,9 @@ class Loopback:
         self.replies = list(replies)
         self.bodies: list[dict] = []
         self.url = ""
+        # Handlers that hold a request wait for this; set on leaving loopback(), so that a test
+        # that fails (or a mutant that hangs a call) does not wait for the server's shutdown.
+        self.release = asyncio.Event()
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         self.bodies.append(orjson.loads(await request.read()))
@@ -85,6 +88,7 @@ async def loopback(server: Loopback, extra: dict[str, Handler] | None = None) ->
     try:
         yield server
     finally:
+        server.release.set()
         await runner.cleanup()
 
 
@@ -287,7 +291,6 @@ async def test_a_failed_call_says_what_the_server_said_in_at_most_300_characters
 
 
 async def test_a_server_that_stops_answering_is_cut_as_stalled_not_retried_and_cuts_the_limit():
-    release = asyncio.Event()
     hits = []
 
     class AnswersOnce(Loopback):
@@ -295,7 +298,7 @@ async def test_a_server_that_stops_answering_is_cut_as_stalled_not_retried_and_c
             await request.read()
             hits.append(1)
             if len(hits) > 1:
-                await release.wait()
+                await self.release.wait()
             return web.json_response(_ok(usage=USAGE))
 
     async with loopback(AnswersOnce()) as server:
@@ -308,7 +311,6 @@ async def test_a_server_that_stops_answering_is_cut_as_stalled_not_retried_and_c
         with pytest.raises(ht.ModelError) as info:
             await asyncio.wait_for(model.chat(ChatRequest(MESSAGES, seed=1)), 5)
         elapsed = asyncio.get_running_loop().time() - started
-        release.set()
         await endpoint.close()
     assert info.value.kind == "stalled" and info.value.status is None and len(hits) == 2
     assert str(info.value).endswith("(the no-progress bound is 0.2 s)") and "after" not in str(info.value)
@@ -317,12 +319,10 @@ async def test_a_server_that_stops_answering_is_cut_as_stalled_not_retried_and_c
 
 
 async def test_a_call_past_its_deadline_fails_as_a_timeout_and_cuts_an_adaptive_limit():
-    release = asyncio.Event()
-
     class Hangs(Loopback):
         async def chat(self, request: web.Request) -> web.StreamResponse:
             await request.read()
-            await release.wait()
+            await self.release.wait()
             return web.json_response(_ok(usage=USAGE))
 
     async with loopback(Hangs()) as server:
@@ -330,11 +330,10 @@ async def test_a_call_past_its_deadline_fails_as_a_timeout_and_cuts_an_adaptive_
         endpoint = Endpoint(server.url, retry=policy, capacity=None, max_concurrency=16)
         endpoint.set_capacity(8, "adaptive")
         with pytest.raises(ht.ModelError) as info:
-            await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+            await asyncio.wait_for(EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES)), 5)
         zero = Endpoint(server.url, retry=RetryPolicy(timeout_s=0.0), capacity=2)
         with pytest.raises(ht.ModelError) as at_once:
             await EndpointModel(zero, "m").chat(ChatRequest(MESSAGES))
-        release.set()
         await endpoint.close()
         await zero.close()
     assert str(info.value) == f"call failed at {server.url}: timeout: no answer within the 0.2 s deadline"
@@ -547,7 +546,6 @@ async def test_a_vllm_queue_brings_the_limit_down_to_what_it_runs(monkeypatch: p
 
     fast = functools.partial(capacity.follow_metrics, interval_s=0.02)
     monkeypatch.setattr(capacity, "follow_metrics", fast)
-    release = asyncio.Event()
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(text='vllm:num_requests_running{model_name="m"} 2.0\nvllm:num_requests_waiting 4.0\n')
@@ -555,7 +553,7 @@ async def test_a_vllm_queue_brings_the_limit_down_to_what_it_runs(monkeypatch: p
     class Held(Loopback):
         async def chat(self, request: web.Request) -> web.StreamResponse:
             await request.read()
-            await release.wait()
+            await self.release.wait()
             return web.json_response(_ok(usage=USAGE))
 
     async with loopback(Held(), {"/metrics": metrics}) as server:
@@ -566,7 +564,7 @@ async def test_a_vllm_queue_brings_the_limit_down_to_what_it_runs(monkeypatch: p
             await asyncio.sleep(0.01)
             if endpoint.limit.limit == 2:
                 break
-        release.set()
+        server.release.set()
         results = await asyncio.gather(*calls)
         follower = endpoint._follower
         assert follower is not None and not follower.done()  # still following
@@ -895,19 +893,16 @@ async def test_an_answer_without_a_model_name_is_credited_to_the_model_asked(tmp
 
 
 async def test_a_first_call_that_hangs_is_cut_as_stalled():
-    release = asyncio.Event()
-
     class Hangs(Loopback):
         async def chat(self, request: web.Request) -> web.StreamResponse:
             await request.read()
-            await release.wait()
+            await self.release.wait()
             return web.json_response(_ok(usage=USAGE))
 
     async with loopback(Hangs()) as server:
         endpoint = Endpoint(server.url, retry=RetryPolicy(stall_s=0.2), capacity=2)
         with pytest.raises(ht.ModelError) as info:
             await asyncio.wait_for(EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES)), 5)
-        release.set()
         await endpoint.close()
     assert info.value.kind == "stalled"
 
