@@ -67,14 +67,17 @@ async def test_a_keep_alive_comes_after_every_fifteen_idle_polls_counted_from_th
     assert runs.KEEPALIVE_POLLS == 15  # 15 s of silence at the manager's default 1 s poll
     first = {"type": "status", "status": "running"}
     trace = {"type": "trace", "kind": "agent", "agent": "a0"}
+    fusion = {"type": "trace", "kind": "fusion", "layer": "step0"}
     last = {"type": "status", "status": "succeeded", "answer": "4"}
     script: list[tuple[int, dict | None]] = [
-        *[(0, None)] * 15,  # a comment after the 15th idle poll
+        *[(0, None)] * 14,  # 14 idle polls from the start: no comment yet
         (1, first),
-        *[(0, None)] * 14,  # 14 idle polls since the last event: no comment yet
+        *[(0, None)] * 15,  # a comment after the 15th idle poll
         (2, trace),
+        *[(0, None)] * 14,  # 14 idle polls since the last event: no comment yet
+        (3, fusion),
         *[(0, None)] * 31,  # two comments (after the 15th and the 30th), not three
-        (3, last),
+        (4, last),
     ]
 
     async def scripted_follow(run_id: str, *, after: int = 0) -> AsyncIterator[tuple[int, dict | None]]:
@@ -88,5 +91,5 @@ async def test_a_keep_alive_comes_after_every_fifteen_idle_polls_counted_from_th
         app.state.service.manager.follow = scripted_follow
         stream = await client.get(f"/v1/runs/{run_id}/events")
     assert stream.status_code == 200
-    expected = KEEPALIVE + _event(1, first) + _event(2, trace) + 2 * KEEPALIVE + _event(3, last)
+    expected = _event(1, first) + KEEPALIVE + _event(2, trace) + _event(3, fusion) + 2 * KEEPALIVE + _event(4, last)
     assert stream.text == expected
