@@ -403,7 +403,7 @@ async def test_a_refused_connection_says_why_and_leaves_an_adaptive_limit_alone(
     endpoint = _endpoint("http://127.0.0.1:9/v1", attempts=1, capacity=None, max_concurrency=8)
     endpoint.set_capacity(4, "adaptive")
     with pytest.raises(ht.ModelError) as info:
-        await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+        await asyncio.wait_for(EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES)), 2)  # one attempt
     assert str(info.value).startswith("cannot reach http://127.0.0.1:9/v1: connection: ")
     assert "Connect call failed" in str(info.value)  # the system's own words
     assert info.value.kind == "connection" and info.value.status is None
@@ -411,8 +411,12 @@ async def test_a_refused_connection_says_why_and_leaves_an_adaptive_limit_alone(
 
 
 async def test_a_connection_error_without_a_message_is_named_by_its_type():
+    sends = []
+
     class Resets:
         async def send(self, *args: Any, **kwargs: Any) -> Any:
+            sends.append(1)
+            assert len(sends) <= 2, "retried past max_attempts"  # not an OSError: ends the call here
             raise ConnectionResetError()
 
         async def close(self) -> None:
@@ -423,6 +427,7 @@ async def test_a_connection_error_without_a_message_is_named_by_its_type():
     with pytest.raises(ht.ModelError) as info:
         await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
     assert str(info.value) == "cannot reach http://127.0.0.1:9/v1 after 2 attempts: connection: ConnectionResetError"
+    assert len(sends) == 2
 
 
 async def test_a_call_waiting_at_a_server_that_keeps_answering_others_is_not_cut_as_stalled():
