@@ -923,3 +923,20 @@ async def test_the_backoff_jitter_is_the_same_from_run_to_run(caplog: pytest.Log
                 await EndpointModel(Endpoint(server.url, retry=policy, capacity=2), "m").chat(ChatRequest(MESSAGES))
         waits.append([r.getMessage().rsplit("wait ", 1)[1] for r in caplog.records if "retrying" in r.getMessage()])
     assert len(waits[0]) == 2 and waits[0] == waits[1]
+
+
+async def test_a_hosted_apis_transport_sends_the_key_and_starts_at_the_hosted_limit():
+    seen: list[str | None] = []
+
+    class Keyed(Loopback):
+        async def chat(self, request: web.Request) -> web.StreamResponse:
+            seen.append(request.headers.get("Authorization"))
+            return await super().chat(request)
+
+    async with loopback(Keyed()) as server:
+        endpoint = Endpoint("https://api.example.invalid/v1", api_key="sk-hosted", max_concurrency=3)
+        endpoint.transport.base_url = server.url  # the HTTPS transport over plain loopback: no TLS in tests
+        result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+        await endpoint.close()
+    assert result.text == "#### 5" and seen == ["Bearer sk-hosted"]
+    assert (endpoint.mode, endpoint.limit.limit, endpoint.limit.source) == ("adaptive", 3, "adaptive")
