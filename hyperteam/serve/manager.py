@@ -212,7 +212,13 @@ class _EventLog:
 
 
 def new_run_id() -> str:
-    return "run_" + secrets.token_hex(12)
+    """``run_`` + the creation time in milliseconds (12 hex digits) + 64 random bits.
+
+    Time-ordered, as UUIDv7: a store's indexes then grow at one end instead of
+    at a random page per run, which cut the SQLite store's batch writes. The
+    random part keeps ids unguessable (and reading a run needs its owner's key anyway).
+    """
+    return f"run_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
 def with_agent_settings(team: Team, settings: dict[str, Any]) -> Team:
