@@ -940,3 +940,17 @@ async def test_a_hosted_apis_transport_sends_the_key_and_starts_at_the_hosted_li
         await endpoint.close()
     assert result.text == "#### 5" and seen == ["Bearer sk-hosted"]
     assert (endpoint.mode, endpoint.limit.limit, endpoint.limit.source) == ("adaptive", 3, "adaptive")
+
+
+async def test_an_endpoint_keeps_no_more_idle_connections_than_it_may_use():
+    # The capacity probes (/props, /slots, /metrics) go out at once, on three connections; an
+    # endpoint allowed one request at a time keeps one of them open afterwards, not all three.
+    async def missing(request: web.Request) -> web.Response:
+        return web.Response(status=404)
+
+    extra = {"/props": missing, "/slots": missing, "/metrics": missing}
+    async with loopback(Loopback(), extra) as server:
+        endpoint = Endpoint(server.url, max_concurrency=1)
+        await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
+        assert len(endpoint.transport._idle) == 1  # the sockets left open to the server
+        await endpoint.close()
