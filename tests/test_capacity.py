@@ -7,12 +7,9 @@ aiohttp servers that behave as llama.cpp's does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -21,6 +18,7 @@ from hyperteam.models import ChatRequest, Endpoint, EndpointModel, RetryPolicy, 
 from hyperteam.models.capacity import slots_from_props, vllm_gauges
 from hyperteam.models.limits import AdaptiveLimit
 from hyperteam.testing.sim import LatencyModel, SimBrain, SimServer
+from tests.aiohttp_loopback import aiohttp_server
 
 QUESTION = "A farmer has 12 cows and buys 30 more. How many cows does the farmer have?"
 
@@ -35,21 +33,7 @@ async def _sim(tmp_path: Path, **kw: object) -> SimServer:
     return server
 
 
-@contextlib.asynccontextmanager
-async def _fake_server(routes: list[tuple[str, str, Any]]) -> AsyncIterator[str]:
-    """A small aiohttp server on loopback with these ``(method, path, handler)`` routes; yields its ``/v1`` URL."""
-    app = web.Application()
-    for method, path, handler in routes:
-        app.router.add_route(method.upper(), path, handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
+_fake_server = aiohttp_server
 
 
 def _log(tmp_path: Path) -> list[dict]:

@@ -22,6 +22,7 @@ from hyperteam.models import ChatRequest, Endpoint, EndpointModel, ResponseCache
 from hyperteam.models.capacity import ADAPTIVE_START
 from hyperteam.models.endpoint import HOSTED_START, parse_chat_response
 from hyperteam.models.tokenizer import count_message_tokens, count_tokens
+from tests.aiohttp_loopback import aiohttp_server
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 3?"}]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,21 +76,13 @@ class Loopback:
 
 @contextlib.asynccontextmanager
 async def loopback(server: Loopback, extra: dict[str, Handler] | None = None) -> AsyncIterator[Loopback]:
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", server.chat)
-    for path, handler in (extra or {}).items():
-        app.router.add_get(path, handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    server.url = f"http://127.0.0.1:{port}/v1"
-    try:
-        yield server
-    finally:
-        server.release.set()
-        await runner.cleanup()
+    routes = [("post", "/v1/chat/completions", server.chat), *(("get", p, h) for p, h in (extra or {}).items())]
+    async with aiohttp_server(routes) as url:
+        server.url = url
+        try:
+            yield server
+        finally:
+            server.release.set()
 
 
 def _endpoint(url: str, *, attempts: int = 4, **kw: Any) -> Endpoint:
@@ -660,19 +653,10 @@ async def test_the_samples_latency_is_the_slowest_ones_not_their_sum():
         await asyncio.sleep(0.2 if body.get("seed") == 1 else 0.0)
         return _one_choice(body)
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        endpoint = _endpoint(f"http://127.0.0.1:{port}/v1")
+    async with aiohttp_server([("post", "/v1/chat/completions", chat)]) as url:
+        endpoint = _endpoint(url)
         endpoint.honours_n = False
         result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES, n=3, seed=0))
-    finally:
-        await runner.cleanup()
     assert 0.2 <= result.usage.latency_s < 0.35
 
 

@@ -20,6 +20,7 @@ from hyperteam.evals.runner import evaluate
 from hyperteam.models.runtime import Runtime
 from hyperteam.models.types import ChatRequest
 from hyperteam.testing import FunctionModel
+from tests.aiohttp_loopback import aiohttp_server
 from tests.test_eval_edges import PROBLEMS, _adaptive_team, _good_and_bad
 from tests.test_optim import kind_of
 
@@ -61,17 +62,8 @@ async def _counting_server(peak: list[int]) -> AsyncIterator[str]:
             "usage": {"prompt_tokens": 10, "completion_tokens": 3},
         })  # fmt: skip
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
+    async with aiohttp_server([("post", "/v1/chat/completions", handle)]) as url:
+        yield url
 
 
 async def test_concurrency_one_sends_one_request_at_a_time_and_the_report_names_the_endpoint() -> None:
