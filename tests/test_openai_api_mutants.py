@@ -20,8 +20,8 @@ from hyperteam.serve.manager import Outcome
 from hyperteam.serve.openai_api import _raise_failure
 from hyperteam.serve.store import open_store
 from hyperteam.testing import FunctionModel
-from tests.test_serve_hardening import _StoreWithoutUpdates, _TimedModel
-from tests.test_serve_support import KEY, SlowModel, chain_team, client_for, make_app, wait_for, wide_team
+from tests.test_serve_hardening import _StoreWithoutUpdates, _TimedModel, chat_scope
+from tests.test_serve_support import SlowModel, chain_team, client_for, make_app, wait_for, wide_team
 
 CHAT = "/v1/chat/completions"
 ASK = {"model": "one", "messages": [{"role": "user", "content": "2 + 2?"}]}
@@ -221,23 +221,7 @@ def _start_stream(app: Any, on_event_sent: Any) -> asyncio.Task[None]:
             seen.set()
             on_event_sent(task, gone)
 
-    headers = [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": CHAT,
-        "raw_path": CHAT.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-    task = asyncio.create_task(app(scope, receive, send))
+    task = asyncio.create_task(app(chat_scope("2.4"), receive, send))
     return task
 
 

@@ -239,6 +239,26 @@ class _TimedModel(FunctionModel):
         super().__init__(answer, name="timed")
 
 
+def chat_scope(spec_version: str) -> dict:
+    """The ASGI scope of a keyed POST to the chat completions route (ASGI ``spec_version`` as given)."""
+    headers = [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": spec_version},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": CHAT,
+        "raw_path": CHAT.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+    }
+
+
 async def _leave(app: Any, body: dict[str, Any], *, after_s: float | None = None) -> tuple[float, list[dict]]:
     """Sends a chat completion straight to the ASGI app and disconnects after ``after_s`` seconds, or
     after the first body chunk (a stream); returns when the client left and what it was sent."""
@@ -259,23 +279,7 @@ async def _leave(app: Any, body: dict[str, Any], *, after_s: float | None = None
         if message["type"] == "http.response.body" and message.get("body"):
             first.set()
 
-    headers = [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": CHAT,
-        "raw_path": CHAT.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "state": {},
-    }
-    task = asyncio.create_task(app(scope, receive, send))
+    task = asyncio.create_task(app(chat_scope("2.3"), receive, send))
     if after_s is None:
         await asyncio.wait_for(first.wait(), 5)
     else:
