@@ -127,8 +127,8 @@ def test_responses_are_deterministic_and_differ_by_choice(gsm8k: list[datasets.P
 
 
 def test_unknown_question_gets_a_plausible_number(tmp_path: Path) -> None:
-    brain = SimBrain(data_dir=tmp_path)  # no suites there: it knows only the bundled demo suite
-    assert brain.known_count == 30
+    brain = SimBrain(data_dir=tmp_path)  # no suites there: it knows only the built-in ones (demo 30, generated 3000)
+    assert brain.known_count == 30 + 3000
     prompt = [{"role": "user", "content": "A farmer has 12 cows and buys 30 more. How many cows?"}]
     texts = brain.respond("sim", prompt, n=50)
     lengths = [count_tokens(t) for t in texts]
