@@ -143,6 +143,7 @@ async def test_latency_follows_the_model(brain: SimBrain) -> None:
     server = await _started(SimServer(brain, latency=LatencyModel(ttft_ms=100, per_token_ms=1)))
     try:
         async with _client(server) as client:
+            await client.post("/v1/chat/completions", json=_chat())  # the brain reads its suites on first use
             started = time.perf_counter()
             response = await client.post("/v1/chat/completions", json=_chat())
             elapsed = time.perf_counter() - started

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 
@@ -109,6 +110,11 @@ def generate(n: int, *, seed: int = 0, prefix: str = "gen") -> list[Problem]:
 
 def split(name: str) -> list[Problem]:
     """The ``generated`` suite's ``train`` or ``test`` split: one draw of 3000 distinct problems, cut in two."""
-    problems = generate(sum(SPLITS.values()), seed=_SEED, prefix="generated")
+    problems = _draw()
     first = problems[: SPLITS["train"]] if name == "train" else problems[SPLITS["train"] :]
     return [Problem(id=f"generated-{name}-{i:04d}", question=p.question, answer=p.answer) for i, p in enumerate(first)]
+
+
+@functools.cache
+def _draw() -> tuple[Problem, ...]:
+    return tuple(generate(sum(SPLITS.values()), seed=_SEED, prefix="generated"))
