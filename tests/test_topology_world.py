@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
+from hyperteam.evals.generated import generate
 from hyperteam.evals.runner import evaluate
 from hyperteam.testing.sim import SimBrain, SimModel
 from hyperteam.testing.sim.worlds import get_world
-from hyperteam.evals.generated import generate
 from hyperteam.testing.sim.worlds.topology import PEER, SELF, agent_chance, best_hyperedges, category, expert
 from hyperteam.topologies import load_team
 from hyperteam.topologies.hypergraph import HypergraphTeam
