@@ -63,6 +63,15 @@ class Loopback:
         return web.json_response(ok_body(usage=USAGE))
 
 
+class Hangs(Loopback):
+    """Holds every chat request until the test leaves ``loopback()`` (a server that never answers)."""
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        await request.read()
+        await self.release.wait()
+        return web.json_response(ok_body(usage=USAGE))
+
+
 @contextlib.asynccontextmanager
 async def loopback(server: Loopback, extra: dict[str, Handler] | None = None) -> AsyncIterator[Loopback]:
     routes = [("post", "/v1/chat/completions", server.chat), *(("get", p, h) for p, h in (extra or {}).items())]

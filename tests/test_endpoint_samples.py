@@ -15,7 +15,7 @@ import hyperteam as ht
 from hyperteam.models import ChatRequest, Endpoint, EndpointModel, ResponseCache, RetryPolicy
 from hyperteam.models.endpoint import parse_chat_response
 from tests.aiohttp_loopback import aiohttp_server
-from tests.endpoint_loopback import MESSAGES, USAGE, Loopback, fast_endpoint, loopback, ok_body
+from tests.endpoint_loopback import MESSAGES, USAGE, Hangs, Loopback, fast_endpoint, loopback, ok_body
 
 # --- samples (n > 1) --------------------------------------------------------------------------
 
@@ -308,12 +308,6 @@ async def test_an_answer_without_a_model_name_is_credited_to_the_model_asked(tmp
 
 
 async def test_a_first_call_that_hangs_is_cut_as_stalled():
-    class Hangs(Loopback):
-        async def chat(self, request: web.Request) -> web.StreamResponse:
-            await request.read()
-            await self.release.wait()
-            return web.json_response(ok_body(usage=USAGE))
-
     async with loopback(Hangs()) as server:
         endpoint = Endpoint(server.url, retry=RetryPolicy(stall_s=0.2), capacity=2)
         with pytest.raises(ht.ModelError) as info:

@@ -17,7 +17,7 @@ import hyperteam as ht
 from hyperteam.errors import ConfigError
 from hyperteam.models import ChatRequest, Endpoint, EndpointModel, RetryPolicy
 from hyperteam.models.tokenizer import count_message_tokens, count_tokens
-from tests.endpoint_loopback import MESSAGES, USAGE, Loopback, chunk, fast_endpoint, loopback, ok_body, sse
+from tests.endpoint_loopback import MESSAGES, USAGE, Hangs, Loopback, chunk, fast_endpoint, loopback, ok_body, sse
 
 # --- the request body -------------------------------------------------------------------------
 
@@ -240,12 +240,6 @@ async def test_a_server_that_stops_answering_is_cut_as_stalled_not_retried_and_c
 
 
 async def test_a_call_past_its_deadline_fails_as_a_timeout_and_cuts_an_adaptive_limit():
-    class Hangs(Loopback):
-        async def chat(self, request: web.Request) -> web.StreamResponse:
-            await request.read()
-            await self.release.wait()
-            return web.json_response(ok_body(usage=USAGE))
-
     async with loopback(Hangs()) as server:
         policy = RetryPolicy(max_attempts=3, timeout_s=0.2, stall_s=None)
         endpoint = Endpoint(server.url, retry=policy, capacity=None, max_concurrency=16)

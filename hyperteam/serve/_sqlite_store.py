@@ -267,16 +267,6 @@ class SQLiteRunStore:
         updates: Sequence[tuple[str, dict[str, Any]]] = (),
         failures: list[WriteFailure] | None = None,
     ) -> list[int | None]:
-        """Many writes in one transaction and one commit; see :meth:`_write_batch`."""
-        return self._write_batch(creates, events, updates, failures)
-
-    def _write_batch(
-        self,
-        creates: Sequence[RunRecord],
-        events: Sequence[tuple[str, dict[str, Any]]],
-        updates: Sequence[tuple[str, dict[str, Any]]],
-        failures: list[WriteFailure] | None = None,
-    ) -> list[int | None]:
         """Many writes in one transaction, in this order: new runs, (run id, event) pairs appended in
         order, then (run id, keyword arguments of :meth:`update_run`) status changes (a missing run is
         skipped). Returns the events' sequence numbers (None for a run that does not exist).

@@ -130,9 +130,9 @@ def baselines(team: Any) -> dict[str, Any]:
     }
 
 
-def _evaluate(team: Any, problems: list[Any], model: Any, concurrency: int) -> dict[str, Any]:
-    """The comparison's figures of ``team`` on ``problems``, and (key ``correct``) whether each was right,
-    in problem order, for the paired tests."""
+def _evaluate(team: Any, problems: list[Any], model: Any, concurrency: int) -> tuple[dict[str, Any], list[bool]]:
+    """The comparison's figures of ``team`` on ``problems``, and whether each was right (in problem order,
+    for the paired tests)."""
     from hyperteam.evals.runner import evaluate
     from hyperteam.evals.store import ResultStore
     from hyperteam.optim.topology.report import eval_summary
@@ -143,16 +143,16 @@ def _evaluate(team: Any, problems: list[Any], model: Any, concurrency: int) -> d
         right = {row.problem_id: row.correct_strict for row in store.rows()}
     finally:
         store.close()
-    return {**summary, "correct": [right.get(p.id, False) for p in problems]}
+    return summary, [right.get(p.id, False) for p in problems]
 
 
-def paired(rows: dict[str, dict[str, Any]], learned: str) -> dict[str, dict[str, Any]]:
-    """The learned topology against each other row on the same problems: accuracy difference
+def paired(correct: dict[str, list[bool]], learned: str) -> dict[str, dict[str, Any]]:
+    """The learned topology against each other topology on the same problems: accuracy difference
     (learned − other), its paired 95% interval and McNemar's exact p."""
     from hyperteam.evals.stats import compare_paired
 
-    mine = rows[learned]["correct"]
-    return {name: compare_paired(row["correct"], mine).as_dict() for name, row in rows.items() if name != learned}
+    mine = correct[learned]
+    return {name: compare_paired(other, mine).as_dict() for name, other in correct.items() if name != learned}
 
 
 def main(args: argparse.Namespace, *, default_model: Any) -> int:
@@ -239,8 +239,7 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
         report["adaptive_fusion"] = {"problems": len(train), "online_accuracy": online["accuracy"]["strict"]}
         say(f"adaptive fusion trained online on {len(train)} problems: accuracy {online['accuracy']['strict']:.3f}")
     if val:
-        report["validation"] = _evaluate(learned, val, model, args.concurrency)
-        del report["validation"]["correct"]
+        report["validation"], _ = _evaluate(learned, val, model, args.concurrency)
         v = report["validation"]
         tokens = v["prompt_tokens_per_problem"]
         say(f"validation ({len(val)} problems): accuracy {v['accuracy']:.3f}, prompt tokens/problem {tokens}")
@@ -255,18 +254,16 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
             f"{t['hyperedges_per_problem']} hyperedges and {t['working_alone_per_problem']} agents working alone "
             f"per problem (alone margin {t['alone_margin']})"
         )
-        rows = {f"{args.topology} (learned)": _evaluate(learned, test, model, args.concurrency)}
+        learned_row = f"{args.topology} (learned)"
         untrained = LearnedHypergraphTeam.model_validate(
             {**spec, "agents": team.agents,
              "topology": {"learner": args.topology, "seed": args.seed, "embedder": getattr(args, "embedder", None),
                           **({"k": args.partners} if getattr(args, "partners", None) else {})}}
         )  # fmt: skip
-        rows[f"{args.topology} (untrained)"] = _evaluate(untrained, test, model, args.concurrency)
-        for name, fixed in baselines(learned).items():
-            rows[name] = _evaluate(fixed, test, model, args.concurrency)
-        learned_row = f"{args.topology} (learned)"
-        report["paired"] = paired(rows, learned_row)
-        report["comparison"] = {name: {k: v for k, v in row.items() if k != "correct"} for name, row in rows.items()}
+        teams = {learned_row: learned, f"{args.topology} (untrained)": untrained, **baselines(learned)}
+        results = {name: _evaluate(each, test, model, args.concurrency) for name, each in teams.items()}
+        report["comparison"] = {name: summary for name, (summary, _) in results.items()}
+        report["paired"] = paired({name: correct for name, (_, correct) in results.items()}, learned_row)
         report["test"] = len(test)
         say(f"test ({len(test)} problems, same agents, rounds and fusion){' SIMULATED' if simulated else ''}:")
         say(comparison_table(report["comparison"]))

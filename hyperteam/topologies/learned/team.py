@@ -102,27 +102,26 @@ class LearnedHypergraphTeam(Team):
 
         names = [a.name for a in self.agents]
         t = self.topology
-        if t.k is not None and t.learner != "hyperagent" and t.learned is None:
-            raise ConfigError(f"topology: k (partners per agent) applies to learner hyperagent, not {t.learner}")
         if t.learned is not None:
             generator = load_generator(t.learned)
-            if t.k is not None:
-                if generator.learner != "hyperagent":
-                    raise ConfigError(f"{t.learned} is a {generator.learner} topology: k applies to hyperagent only")
-                generator.k = t.k
             if generator.names != names:
                 raise ConfigError(
                     f"{t.learned}: the topology was learned for agents {', '.join(generator.names)}, "
                     f"but the team has {', '.join(names)}"
                 )
-            return generator
-        from hyperteam.topologies.embed import embedder_from_spec
+        else:
+            from hyperteam.topologies.embed import embedder_from_spec
 
-        embedder = embedder_from_spec(t.embedder) if t.embedder else None
-        options: dict[str, Any] = {} if t.k is None else {"k": t.k}
-        generator = learners()[t.learner](self.agents, embedder, seed=t.seed, **options)
-        if t.anchor_init and hasattr(generator, "anchor_init"):
-            generator.anchor_init()
+            embedder = embedder_from_spec(t.embedder) if t.embedder else None
+            generator = learners()[t.learner](self.agents, embedder, seed=t.seed)
+            if t.anchor_init and hasattr(generator, "anchor_init"):
+                generator.anchor_init()
+        if t.k is not None:  # k only cuts the topologies: no parameter depends on it
+            if generator.learner != "hyperagent":
+                raise ConfigError(
+                    f"topology: k (partners per agent) applies to learner hyperagent, not {generator.learner}"
+                )
+            generator.k = t.k
         return generator
 
     @property
