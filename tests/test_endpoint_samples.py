@@ -278,12 +278,6 @@ async def test_a_plain_request_says_nothing_about_n_so_a_later_refusal_of_n_is_s
     assert [b.get("n") for b in server.bodies] == [None, 2, None, None]
 
 
-async def test_an_answer_with_no_choices_is_an_empty_answer_asked_once():
-    async with loopback(Loopback(lambda body: web.json_response({"choices": [], "usage": USAGE}))) as server:
-        result = await EndpointModel(fast_endpoint(server.url), "m").chat(ChatRequest(MESSAGES))
-    assert result.completions == [] and result.text == "" and len(server.bodies) == 1
-
-
 async def test_all_the_samples_asked_at_once_come_from_the_cache_the_second_time(tmp_path):
     server = Loopback(lambda body: web.json_response(ok_body(usage=USAGE, choices=body.get("n", 1))))
     async with loopback(server):

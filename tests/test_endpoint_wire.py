@@ -175,6 +175,7 @@ async def test_an_answer_cut_every_time_fails_as_a_bad_response_saying_so():
         (lambda body: web.json_response({"id": "x"}), "response has no 'choices' list"),
         (lambda body: web.json_response([1, 2]), "response has no 'choices' list"),
         (lambda body: web.json_response({"choices": "none"}), "response has no 'choices' list"),
+        (lambda body: web.json_response({"choices": [], "usage": USAGE}), "response has no 'choices' list or an em"),
         (
             lambda body: web.Response(text="{not json", content_type="application/json"),
             "response body is not a chat completion (",

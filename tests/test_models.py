@@ -87,6 +87,18 @@ async def test_usage_and_text_come_from_the_server(serve):
     assert (result.usage.prompt_tokens, result.usage.completion_tokens, result.usage.calls) == (11, 3, 1)
 
 
+async def test_an_upper_case_scheme_is_the_same_plain_http_endpoint(serve):
+    server = await serve(Server())
+    loud = server.url.replace("http://", "HTTP://")
+    rt = Runtime()
+    model = resolve(f"{loud},{server.url.replace('http://', 'hTtP://')}#m", runtime=rt)  # two replicas
+    single = resolve(f"{loud}#m", runtime=rt)
+    assert isinstance(single, EndpointModel) and single.endpoint.base_url == server.url
+    assert type(single.endpoint.transport).__name__ == "RawHttpTransport"  # not treated as a hosted API
+    assert (await model.chat(_request())).text == (await single.chat(_request())).text == "#### 5"
+    await rt.aclose()
+
+
 async def test_server_errors_are_retried_then_succeed(serve):
     server = await serve(Server([lambda: web.Response(status=500), lambda: web.Response(status=503)]))
     result = await _model(server.url).chat(_request())

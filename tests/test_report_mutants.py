@@ -264,6 +264,13 @@ def test_events_without_a_layer_are_grouped_under_a_question_mark() -> None:
     assert layers["?"]["agent_accuracy"] == 1.0
 
 
+def test_agent_events_without_a_name_are_grouped_under_a_question_mark() -> None:
+    tr = [ev("r", None, "3"), ev("r", None, "4"), ev("r", "b", "3")]  # a hand-made trace
+    agents = build_report([row(0, "3", "3", "3", tr=tr)], {})["per_agent"]
+    assert list(agents) == ["?", "b"]
+    assert (agents["?"]["calls"], agents["?"]["accuracy"]) == (2, 0.0)  # the last answer counts: 4
+
+
 def test_a_round_where_no_agent_answered_counts_as_unanswered() -> None:
     tr = [ev("r", "a", None, error="timeout: slow"), ev("r", "b", None, error="timeout: slow")]
     layer = build_report([row(0, "3", None, None, tr=tr, kind="timeout")], {})["per_layer"]["r"]

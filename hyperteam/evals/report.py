@@ -296,11 +296,12 @@ def _per_agent(rows: Sequence[ResultRow]) -> dict[str, dict[str, Any]]:
         for ev in row.trace:
             if ev.get("kind") != "agent":
                 continue
-            s = stats.setdefault(ev["agent"], _blank())
+            name = ev.get("agent") or "?"  # a hand-made trace may leave it out, as with layers
+            s = stats.setdefault(name, _blank())
             s["calls"] += _usage(ev, "calls")
             s["tokens"] += _usage(ev, "total_tokens")
             s["errors"] += ev.get("error") is not None
-            final[ev["agent"]] = ev.get("answer")
+            final[name] = ev.get("answer")
         for agent, answer in final.items():
             _score(stats[agent], answer, row.gold)
     return {name: _finish(s) for name, s in stats.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from dataclasses import replace
 from typing import Any, Literal
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 # A hosted API (HTTPS) is not probed; this many requests go out at first, and its 429s halve it.
 HOSTED_START = 128
+_SCHEME = re.compile(r"^https?://", re.IGNORECASE)
 
 
 class Endpoint:
@@ -58,7 +60,8 @@ class Endpoint:
         capacity: int | None = None,
         stream: bool = True,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        # HTTP://h is http://h (schemes are case-insensitive): plain HTTP, the lean client.
+        self.base_url = _SCHEME.sub(lambda m: m.group(0).lower(), base_url.rstrip("/"))
         self.limit = AdaptiveLimit(max_concurrency)
         self.rate = RateLimiter(requests_per_second) if requests_per_second else None
         self.retry = retry or RetryPolicy()
@@ -176,10 +179,11 @@ class Endpoint:
                     if status == 200:
                         try:
                             payload = _decode(headers, data)
-                            if isinstance(payload, dict) and isinstance(payload.get("choices"), list):
+                            choices = payload.get("choices") if isinstance(payload, dict) else None
+                            if isinstance(choices, list) and choices:
                                 self.limit.observe(sent_at=sent_at, now=loop.time(), first_byte_s=first)
                                 return payload
-                            kind, detail = "bad_response", "response has no 'choices' list"
+                            kind, detail = "bad_response", "response has no 'choices' list or an empty one"
                         except StreamCut as exc:
                             kind, detail = "bad_response", str(exc)
                             self._stream_cut()

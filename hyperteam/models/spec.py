@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 SPEC_FORMS = "openai:MODEL, http://HOST:PORT/v1#NAME, vllm:ORG/MODEL, sim:ACCURACY"
 _URL = re.compile(r"^https?://[^\s#]+(#.+)?$")
+_SCHEME = re.compile(r"(?:^|(?<=,))\s*https?://", re.IGNORECASE)
 
 ServerFactory = Callable[[str, "Runtime"], ChatModel]
 _SERVER_SCHEMES: dict[str, ServerFactory] = {}
@@ -68,6 +69,8 @@ def resolve(spec: str | ChatModel | None, *, runtime: Runtime | None = None) -> 
         if not name:
             raise ConfigError("HYPERTEAM_BASE_URL is set but HYPERTEAM_MODEL (the served model name) is not")
         spec = f"{base}#{name}"
+    # URL schemes are case-insensitive (RFC 3986): HTTP://h:8000/v1 is http://h:8000/v1.
+    spec = _SCHEME.sub(lambda m: m.group(0).lower(), spec)
     if spec.startswith(("http://", "https://")):
         if not _URL.match(spec):
             raise ConfigError(f"malformed endpoint spec {spec!r}: expected http://HOST:PORT/v1#NAME")
