@@ -309,6 +309,23 @@ def test_subprocess_server_answers_and_stops_cleanly(tmp_path: Path) -> None:
         assert stop_sim_subprocess(proc) == 0
 
 
+def test_the_cli_can_hide_its_slots_and_stall_streams(tmp_path: Path) -> None:
+    proc, url = start_sim_subprocess("--latency-ms", "0", "--no-slot-report", "--fault-rate", "1", "--faults", "stall")
+    try:
+        root = url.removesuffix("/v1")
+        assert [httpx.get(root + path).status_code for path in ("/props", "/metrics")] == [404, 404]
+        pieces: list[str] = []
+        timeout = httpx.Timeout(5.0, read=1.0)
+        with httpx.stream("POST", url + "/chat/completions", json=_chat(stream=True), timeout=timeout) as reply:
+            assert reply.status_code == 200
+            with pytest.raises(httpx.ReadTimeout):  # the first piece, then nothing for a second (ever)
+                pieces.extend(line for line in reply.iter_lines() if line.startswith("data: "))
+    finally:
+        assert stop_sim_subprocess(proc) == 0
+    assert pieces and '"content":"' in pieces[-1]  # it began an answer
+    assert not any("[DONE]" in p or '"finish_reason":"' in p for p in pieces)  # and never ended it
+
+
 @pytest.mark.parametrize("bad", [["--accuracy", "1.5"], ["--latency-ms", "fast"], ["--faults", "429,boom"]])
 def test_cli_rejects_bad_values_with_exit_2(bad: list[str]) -> None:
     result = subprocess.run(

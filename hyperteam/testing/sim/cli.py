@@ -17,7 +17,7 @@ from pathlib import Path
 from hyperteam.errors import ConfigError
 from hyperteam.testing.sim.brain import SimBrain
 from hyperteam.testing.sim.model import LatencyModel
-from hyperteam.testing.sim.server import FAULT_KINDS, SimServer
+from hyperteam.testing.sim.server import FAULT_KINDS, OPT_IN_FAULTS, SimServer
 
 __all__ = ["add_arguments", "main", "parse_latency"]
 
@@ -50,7 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--faults",
         default=",".join(FAULT_KINDS),
-        help=f"comma-separated fault kinds to draw from (default {','.join(FAULT_KINDS)})",
+        help=f"comma-separated fault kinds to draw from (default {','.join(FAULT_KINDS)}; "
+        f"also {','.join(OPT_IN_FAULTS)}: a streamed answer that stops after its first piece and never ends)",
+    )
+    parser.add_argument(
+        "--no-slot-report",
+        dest="report_slots",
+        action="store_false",
+        help="say nothing about capacity on /props and /metrics (404), as llama-cpp-python's server; "
+        "clients must then find the limit by probing",
     )
     parser.add_argument(
         "--world",
@@ -103,9 +111,10 @@ def _build(args: argparse.Namespace) -> tuple[SimBrain, SimServer]:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be from 0 to 65535, got {args.port}")
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
-    unknown = [f for f in faults if f not in FAULT_KINDS]
+    unknown = [f for f in faults if f not in FAULT_KINDS + OPT_IN_FAULTS]
     if unknown:
-        raise ConfigError(f"--faults: unknown kind {unknown[0]!r}; choose from {','.join(FAULT_KINDS)}")
+        kinds = ",".join(FAULT_KINDS + OPT_IN_FAULTS)
+        raise ConfigError(f"--faults: unknown kind {unknown[0]!r}; choose from {kinds}")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise ConfigError(f"--data-dir: no such folder: {args.data_dir}")
     brain = SimBrain(
@@ -125,6 +134,7 @@ def _build(args: argparse.Namespace) -> tuple[SimBrain, SimServer]:
         log_messages=args.log_messages,
         seed=args.seed,
         api_key=args.api_key,
+        report_slots=args.report_slots,
     )
     return brain, server
 
