@@ -275,3 +275,24 @@ async def test_an_eval_report_says_what_the_server_left_out(tmp_path):
     assert endpoint["url"] == url
     assert any("of n=5 choices" in note for note in endpoint["notes"])
     assert f"note: {url}: returned 1 of n=5 choices" in render_terminal(report)
+
+
+async def test_a_training_report_says_what_the_server_left_out(tmp_path):
+    import hyperteam as ht
+    from hyperteam.evals.datasets import Problem
+    from hyperteam.optim.report import write_report
+    from hyperteam.testing import FunctionModel
+
+    fake = _OneChoice()
+    problems = [Problem(id=f"p{i}", question=QUESTION, answer="42") for i in range(3)]
+    team = ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="s", samples=3, temperature=0.7)])], name="sc")
+    async with _fake_server([("post", "/v1/chat/completions", fake.handle)]) as url:
+        trainer = ht.optim.Trainer(
+            team, train=problems[:2], val=problems[2:], model=f"{url}#m", optimizer_model=FunctionModel(lambda r: "ok"),
+            epochs=1, batch=2,
+        )  # fmt: skip
+        report = await trainer.fit()
+    [endpoint] = report["endpoints"]
+    assert endpoint["url"] == url and any("returned 1 of n=3 choices" in note for note in endpoint["notes"])
+    _, html_path = write_report(report, tmp_path)
+    assert f"{url}: returned 1 of n=3 choices" in html_path.read_text()

@@ -67,7 +67,22 @@ def render_html(report: dict[str, Any], rows: Sequence[ResultRow]) -> str:
     wrong = [r for r in rows if not r.correct_strict]
     parts += [f"<h2>Wrong problems (strict), first {min(len(wrong), WRONG_SHOWN)} of {len(wrong)}</h2>"]
     parts += [_wrong_table(wrong[:WRONG_SHOWN])]
+    parts += endpoint_notes_html(report.get("endpoints"))
     return _page(title, "\n".join(parts), simulated=bool(report.get("simulated")))
+
+
+def endpoint_notes(endpoints: Sequence[dict[str, Any]] | None) -> list[str]:
+    """One line per thing a server turned out to leave out or ignore (``n``, usage, ...), naming the server."""
+    return [f"{ep.get('url')}: {note}" for ep in endpoints or [] for note in ep.get("notes") or []]
+
+
+def endpoint_notes_html(endpoints: Sequence[dict[str, Any]] | None) -> list[str]:
+    """The same notes as a section of a report page; nothing when there are none."""
+    lines = endpoint_notes(endpoints)
+    if not lines:
+        return []
+    items = "".join(f"<li>{escape(line)}</li>" for line in lines)
+    return ["<h2>Model servers</h2>", f'<div class="note"><ul>{items}</ul></div>']
 
 
 def render_compare_html(reports: Sequence[dict[str, Any]]) -> str:

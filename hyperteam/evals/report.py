@@ -24,7 +24,16 @@ from typing import Any
 from hyperteam.agents._numbers import normalize_number
 from hyperteam.agents.messages import REPLY_FLAGS, count_replies
 from hyperteam.errors import ConfigError
-from hyperteam.evals._html import SIMULATED_BANNER, num, paired_text, pct, pct_ci, problems_text, render_html
+from hyperteam.evals._html import (
+    SIMULATED_BANNER,
+    endpoint_notes,
+    num,
+    paired_text,
+    pct,
+    pct_ci,
+    problems_text,
+    render_html,
+)
 from hyperteam.evals.store import ResultRow, ResultStore
 
 _Z95 = 1.959963984540054  # the two-sided 95% quantile of the standard normal
@@ -234,9 +243,7 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
     if report.get("replies", {}).get("per_agent"):
         tables.append(_replies_table(report["replies"]))
     head = SIMULATED_BANNER + "\n" if report.get("simulated") else ""
-    notes = "".join(
-        f"note: {ep.get('url')}: {note}\n" for ep in report.get("endpoints") or [] for note in ep.get("notes") or []
-    )
+    notes = "".join(f"note: {line}\n" for line in endpoint_notes(report.get("endpoints")))
     return head + _to_text(tables, color=color, width=width) + notes
 
 

@@ -18,7 +18,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hyperteam.evals._html import _figure, _page, num, pct
+from hyperteam.evals._html import _figure, _page, endpoint_notes_html, num, pct
 from hyperteam.models.spec import is_simulated
 
 if TYPE_CHECKING:
@@ -86,6 +86,8 @@ def build_report(trainer: Trainer) -> dict[str, Any]:
             "total": t.tokens,
         },
         "pool": {name: len(v) for name, v in t.pool.variants.items()},
+        # Per endpoint: the in-flight limit found and what the server left out (n ignored, no usage, ...).
+        "endpoints": t.endpoints,
         "wall_s": round(t.wall_s, 3),
     }
 
@@ -128,6 +130,7 @@ def render_html(r: dict[str, Any]) -> str:
     parts += ["<h2>Steps</h2>", _steps_table(r["steps"])]
     for kind in ("accepted", "reverted", "rejected"):
         parts += [f"<h2>Patches {kind} ({len(r['patches'][kind])})</h2>", _patch_table(r["patches"][kind])]
+    parts += endpoint_notes_html(r.get("endpoints"))
     return _page(title, "\n".join(parts), simulated=bool(r["simulated"]))
 
 

@@ -18,6 +18,7 @@ import functools
 from typing import Any
 
 from hyperteam.errors import ConfigError
+from hyperteam.evals._html import endpoint_notes
 
 DEFAULT_TEST = 200
 
@@ -127,5 +128,7 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
     if failures["failed"] or failures["fallbacks"]:
         say(f"failed problems: {failures['failed']} of {failures['of']} runs {failures['failed_by_kind']}; "
             f"fallbacks: {failures['fallbacks']}")  # fmt: skip
+    for line in endpoint_notes(report["endpoints"]):
+        say(f"note: {line}")
     print(f"trained team: {args.out}  report: {json_path}, {html_path}  layer pool: {pool_path}")
     return 0

@@ -168,6 +168,7 @@ class Trainer:
         self.stopped = ""
         self.wall_s = 0.0
         self.resumed_from: int | None = None
+        self.endpoints: list[dict[str, Any]] = []  # each model server's limit and omissions (Endpoint.stats)
 
     @property
     def val_score(self) -> float:
@@ -209,6 +210,7 @@ class Trainer:
                 await self._held_out_test(runtime)
         finally:
             self.wall_s += time.perf_counter() - started
+            self.endpoints = runtime.endpoint_stats()  # what each server turned out to be, for the report
             if self.runtime is None:
                 await runtime.aclose()
         self._save()
