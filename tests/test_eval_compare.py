@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hyperteam.evals.baseline import matched_samples
+from hyperteam.evals.baseline import matched_samples, pilot_costs
 from hyperteam.evals.compare import compare, render_compare
 from hyperteam.evals.store import ResultRow, ResultStore
 
@@ -71,6 +71,47 @@ def test_matched_samples_rounds_and_stays_in_bounds():
     assert matched_samples(50, 130, 160) == 1  # never fewer than one sample
     assert matched_samples(1e6, 100, 10) == 32  # the agent's limit
     assert matched_samples(500, 100, 0) == 1
+    # A server that answers one sample a request: each extra sample pays the prompt again.
+    assert matched_samples(600, 100, 50, prompt_per_extra_sample=100) == 4  # 4 x (100 + 50) = 600
+    assert matched_samples(600, 100, 50) == 10  # were the prompt shared
+
+
+def test_the_pilot_tells_a_shared_prompt_from_one_request_a_sample():
+    shared = {"calls": 10, "n": 10, "tokens": {"prompt": 1000, "completion": 1000}}  # n=2 honoured
+    assert pilot_costs(shared) == (100.0, 50.0, 0.0)
+    split = {"calls": 20, "n": 10, "tokens": {"prompt": 2000, "completion": 1000}}  # one sample a request
+    assert pilot_costs(split) == (100.0, 50.0, 100.0)
+    retried = {"calls": 25, "n": 10, "tokens": {"prompt": 2500, "completion": 1000}}  # never more than a prompt
+    assert pilot_costs(retried) == (100.0, 50.0, 100.0)
+    assert pilot_costs({"calls": 0, "n": 0, "tokens": {"prompt": 0, "completion": 0}}) == (0.0, 0.0, 0.0)
+
+
+async def test_the_baseline_matches_the_teams_tokens_on_a_server_that_ignores_n(tmp_path: Path):
+    from aiohttp import web
+
+    from hyperteam.evals.baseline import run_baseline
+    from hyperteam.evals.datasets import Problem
+    from hyperteam.evals.report import write_report
+    from hyperteam.evals.runner import evaluate
+    from hyperteam.topologies import load_team
+    from tests.aiohttp_loopback import aiohttp_server
+
+    async def one_choice(request: web.Request) -> web.Response:  # as llama.cpp's server: one choice whatever n says
+        await request.json()
+        choice = {"index": 0, "message": {"role": "assistant", "content": "#### 42"}, "finish_reason": "stop"}
+        usage = {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}
+        return web.json_response({"id": "x", "object": "chat.completion", "model": "m", "choices": [choice],
+                                  "usage": usage})  # fmt: skip
+
+    problems = [Problem(id=f"p{i}", question=f"What is {i} + 42 - {i}?", answer="42") for i in range(4)]
+    run = tmp_path / "run"
+    async with aiohttp_server([("post", "/v1/chat/completions", one_choice)]) as url:
+        team = await evaluate(load_team("ann-gsm8k"), problems, model=f"{url}#m", store=run / "results.sqlite")
+        await run_baseline("self-consistency", problems, run_dir=run, model=f"{url}#m", suite="t")
+    assert team["tokens"]["per_problem"] == 600  # four calls of 150
+    base = write_report(run)["baseline"]
+    assert base["samples"] == 4 and base["tokens"]["per_problem"] == 600  # not 10 samples at 1500 tokens
+    assert (base["token_ratio"], base["equal_tokens"]) == (1.0, True)
 
 
 def test_eval_with_the_self_consistency_baseline_at_equal_tokens(tmp_path: Path):

@@ -131,7 +131,7 @@ EXPECTED_TERMINAL = """\
 │ errors              │                  1 │
 │ wall time           │             33.4 s │
 └─────────────────────┴────────────────────┘
-     team vs self-consistency with 4 samples (the same tokens)
+ team vs self-consistency with 4 samples (0.92x the team's tokens)
 ┏━━━━━━━━━━━━━━━━━━━━━┳━━━━┳━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━━━━━━━━━━┓
 ┃ run                 ┃  n ┃             strict ┃ tokens / problem ┃
 ┡━━━━━━━━━━━━━━━━━━━━━╇━━━━╇━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━━━━━━━━━━┩
@@ -190,6 +190,20 @@ def test_the_baseline_entry_in_report_json_holds_the_paired_difference(tmp_path:
     assert base["accuracy"] == {"strict": 0.6, "flexible": 0.6}
     assert base["paired"]["n"] == 3 and (base["paired"]["only_a"], base["paired"]["only_b"]) == (0, 1)
     assert base["paired"]["diff"] == pytest.approx(1 / 3, abs=1e-6) and base["paired"]["mcnemar_p"] == 1.0
+    assert (base["token_ratio"], base["equal_tokens"]) == (0.915, True)  # 1250 / 1366.7
+
+
+def test_a_baseline_far_from_the_teams_tokens_is_not_called_an_equal_token_comparison(tmp_path: Path) -> None:
+    run = store_run(tmp_path / "run", team_rows(), **TEAM_META)
+    base = [row(i, "1", "1", "1", (250, 1000)) for i in range(3)]  # 1250 tokens a problem
+    store_run(run / "baseline", base, suite="gsm8k", team="self-consistency", samples=13, matched_tokens=400.0)
+    report = write_report(run)
+    assert (report["baseline"]["token_ratio"], report["baseline"]["equal_tokens"]) == (3.125, False)
+    text = render_terminal(report)
+    assert "with 13 samples (3.12x the team's tokens)" in text
+    assert "note: the baseline spent 3.12x the team's tokens per problem" in text
+    assert "NOT an equal-token comparison" in text
+    assert "3.12x the team&#x27;s: NOT equal" in (run / "report.html").read_text(encoding="utf-8")
 
 
 def test_a_baseline_with_no_shared_problems_has_a_table_but_no_paired_line(tmp_path: Path) -> None:
@@ -199,7 +213,7 @@ def test_a_baseline_with_no_shared_problems_has_a_table_but_no_paired_line(tmp_p
     report = write_report(run)
     assert report["baseline"]["paired"] is None
     text = render_terminal(report)
-    assert "team vs self-consistency with 2 samples (the same tokens)" in text
+    assert "team vs self-consistency with 2 samples (at the team's tokens)" in text  # a store without the ratio
     assert "│ self-consistency x2 │ 2 │ 100.0% [34.2, 100.0] │              120 │" in text
     assert "points" not in text and "McNemar" not in text
 

@@ -139,6 +139,8 @@ def _cards(r: dict[str, Any]) -> str:
     if r.get("baseline"):
         b = r["baseline"]
         detail = f"{b['samples']} samples, {num(b['tokens']['per_problem'], 0)} tokens / problem"
+        if b.get("token_ratio") is not None:
+            detail += f" ({b['token_ratio']:.2f}x the team's" + ("" if b["equal_tokens"] else ": NOT equal") + ")"
         if b.get("paired"):
             p, (lo, hi) = b["paired"], b["paired"]["ci95"]
             detail += f"; vs team {100 * p['diff']:+.1f} pts ({100 * lo:+.1f} to {100 * hi:+.1f})"

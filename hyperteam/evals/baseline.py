@@ -3,16 +3,21 @@
 Multi-agent teams are rarely worth their tokens against self-consistency
 (one solver, k samples at temperature 0.7, majority vote) given the same
 budget. ``hyperteam eval SUITE --team T --baseline self-consistency`` runs
-that comparison for the user: after the team's run, a short pilot (one
-sample on the first few problems) measures the solver's prompt and
-completion tokens, and
+that comparison for the user: after the team's run, a short pilot (two
+samples on each of the first few problems) measures the solver's prompt
+tokens per request ``p``, its completion tokens per sample ``c``, and the
+prompt tokens each extra sample adds ``q``: none when the server returns all
+the samples of one request (``n``), ``p`` when it returns one and the rest are
+asked by separate requests (llama.cpp's server). Then
 
-    k = round((team tokens per problem - pilot prompt tokens) / pilot completion tokens per sample)
+    k = round((team tokens per problem - p + q) / (c + q))
 
-at least 1, at most 32: the samples of one request share its prompt, so the
-prompt is paid once. The baseline runs in ``RUN/baseline/`` (resumable like
-any run), and its summary, with the paired difference against the team, goes
-into the team's ``report.json`` under ``baseline`` and on its plot.
+at least 1, at most 32. The baseline runs in ``RUN/baseline/`` (resumable like
+any run), and its summary, with the paired difference against the team and
+the ratio of its tokens to the team's, goes into the team's ``report.json``
+under ``baseline`` and on its plot. The pilot is small and samples vary in
+length, so the ratio is measured, not assumed: a baseline more than 25% off
+the team's tokens is reported as not an equal-token comparison.
 """
 
 from __future__ import annotations
@@ -26,33 +31,54 @@ from hyperteam.errors import ConfigError
 from hyperteam.evals.datasets import Problem
 from hyperteam.evals.store import ResultRow, ResultStore
 
-__all__ = ["BASELINES", "baseline_summary", "matched_samples", "paired_on_shared", "run_baseline"]
+__all__ = ["BASELINES", "baseline_summary", "matched_samples", "paired_on_shared", "pilot_costs", "run_baseline"]
 
 log = logging.getLogger(__name__)
 
 BASELINES = ("self-consistency",)
 BASELINE_DIR = "baseline"
 PILOT_PROBLEMS = 10
+PILOT_SAMPLES = 2
 MAX_SAMPLES = 32  # Agent.samples' upper bound
+EQUAL_TOKENS = (0.8, 1.25)  # the baseline's tokens over the team's within this: an equal-token comparison
 
 
-def matched_samples(team_tokens: float, prompt_tokens: float, completion_tokens: float) -> int:
+def matched_samples(
+    team_tokens: float, prompt_tokens: float, completion_tokens: float, prompt_per_extra_sample: float = 0.0
+) -> int:
     """The sample count whose tokens per problem come closest to ``team_tokens``, in [1, 32].
 
     Args:
         team_tokens: the team's mean tokens per problem.
         prompt_tokens: the solver's mean prompt tokens per request.
         completion_tokens: the solver's mean completion tokens per sample.
+        prompt_per_extra_sample: prompt tokens each sample after the first adds: 0 when one
+            request returns every sample, ``prompt_tokens`` when each sample is its own request.
 
     Example:
         >>> matched_samples(930, 130, 160)  # (930 - 130) / 160 = 5
         5
+        >>> matched_samples(930, 130, 160, prompt_per_extra_sample=130)  # 930 / (160 + 130) = 3.2
+        3
         >>> matched_samples(100, 130, 160)  # even one sample costs more: still one
         1
     """
-    if completion_tokens <= 0:
+    per_sample = completion_tokens + prompt_per_extra_sample
+    if per_sample <= 0:
         return 1
-    return max(1, min(MAX_SAMPLES, round((team_tokens - prompt_tokens) / completion_tokens)))
+    k = (team_tokens - prompt_tokens + prompt_per_extra_sample) / per_sample
+    return max(1, min(MAX_SAMPLES, round(k)))
+
+
+def pilot_costs(pilot: dict[str, Any]) -> tuple[float, float, float]:
+    """``(p, c, q)`` from the report of a pilot run with ``PILOT_SAMPLES`` samples a problem:
+    prompt tokens per request, completion tokens per sample, prompt tokens per extra sample."""
+    calls, n = max(1, pilot["calls"]), max(1, pilot["n"])
+    prompt = pilot["tokens"]["prompt"] / calls
+    completion = pilot["tokens"]["completion"] / (n * PILOT_SAMPLES)
+    # Requests per problem: 1 when the server returned both samples, 2 when it returned one.
+    extra_requests = min(max(calls / n - 1, 0.0), PILOT_SAMPLES - 1) / (PILOT_SAMPLES - 1)
+    return prompt, completion, prompt * extra_requests
 
 
 async def run_baseline(
@@ -94,12 +120,13 @@ async def run_baseline(
     try:
         samples = store.meta().get("samples")
         if samples is None or not resume:
-            pilot = await evaluate(self_consistency(1), problems[:PILOT_PROBLEMS], model=model, suite=suite,
-                                   concurrency=concurrency)  # fmt: skip
-            calls = max(1, pilot["calls"])
-            prompt, completion = pilot["tokens"]["prompt"] / calls, pilot["tokens"]["completion"] / calls
-            samples = matched_samples(team_tokens, prompt, completion)
-            log.info("baseline %s: %d samples match %.0f tokens per problem", name, samples, team_tokens)
+            pilot = await evaluate(self_consistency(PILOT_SAMPLES), problems[:PILOT_PROBLEMS], model=model,
+                                   suite=suite, concurrency=concurrency)  # fmt: skip
+            prompt, completion, extra = pilot_costs(pilot)
+            samples = matched_samples(team_tokens, prompt, completion, extra)
+            log.info("baseline %s: %d samples match %.0f tokens per problem (pilot: %.0f prompt tokens a request, "
+                     "%.0f completion tokens a sample, %.0f prompt tokens an extra sample)", name, samples,
+                     team_tokens, prompt, completion, extra)  # fmt: skip
         report = await evaluate(self_consistency(int(samples)), problems, concurrency=concurrency, store=store,
                                 resume=resume, model=model, suite=suite, progress=progress)  # fmt: skip
         store.set_meta(samples=int(samples), matched_tokens=team_tokens)
@@ -139,10 +166,15 @@ def baseline_summary(run_dir: str | Path, team_rows: Sequence[ResultRow]) -> dic
         store.close()
     report = build_report(rows, meta)
     paired = paired_on_shared(team_rows, rows)
+    matched = meta.get("matched_tokens")
+    ratio = report["tokens"]["per_problem"] / matched if matched else None
     return {
         "team": meta.get("team"),
         "samples": meta.get("samples"),
-        "matched_tokens": meta.get("matched_tokens"),
+        "matched_tokens": matched,
+        # The baseline's tokens per problem over the team's: an equal-token comparison within EQUAL_TOKENS.
+        "token_ratio": None if ratio is None else round(ratio, 3),
+        "equal_tokens": None if ratio is None else EQUAL_TOKENS[0] <= ratio <= EQUAL_TOKENS[1],
         "run_dir": str(Path(run_dir) / BASELINE_DIR),
         "n": report["n"],
         "accuracy": report["accuracy"],

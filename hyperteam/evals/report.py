@@ -244,6 +244,12 @@ def render_terminal(report: dict[str, Any], *, color: bool = False, width: int =
         tables.append(_replies_table(report["replies"]))
     head = SIMULATED_BANNER + "\n" if report.get("simulated") else ""
     notes = "".join(f"note: {line}\n" for line in endpoint_notes(report.get("endpoints")))
+    base = report.get("baseline") or {}
+    if base.get("equal_tokens") is False:
+        notes += (
+            f"note: the baseline spent {base['token_ratio']:.2f}x the team's tokens per problem (its pilot misjudged "
+            "a sample's cost): NOT an equal-token comparison; compare accuracy per token\n"
+        )
     return head + _to_text(tables, color=color, width=width) + notes
 
 
@@ -253,7 +259,9 @@ def _baseline_table(report: dict[str, Any]) -> Any:
     from rich.text import Text
 
     b = report["baseline"]
-    table = Table(title=Text(f"team vs {b['team']} with {b['samples']} samples (the same tokens)"))
+    ratio = b.get("token_ratio")
+    match = "at the team's tokens" if ratio is None else f"{ratio:.2f}x the team's tokens"
+    table = Table(title=Text(f"team vs {b['team']} with {b['samples']} samples ({match})"))
     for name in ("run", "n", "strict", "tokens / problem"):
         table.add_column(name, justify="left" if name == "run" else "right")
     table.add_row(Text(str(report.get("team"))), str(report["n"]), pct_ci(report["accuracy"]["strict"],
