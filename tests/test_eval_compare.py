@@ -133,6 +133,25 @@ def test_eval_with_the_self_consistency_baseline_at_equal_tokens(tmp_path: Path)
     assert "baseline: self-consistency" in (out / "report.html").read_text()
 
 
+def test_the_team_its_pilot_and_its_baseline_share_one_model_server(tmp_path: Path, monkeypatch):
+    from hyperteam.cli import main
+    from hyperteam.models import spec
+    from hyperteam.testing.sim.model import SimModel
+
+    started: list[str] = []
+
+    def start_server(rest: str, runtime: object) -> SimModel:  # as llamacpp: and vllm: start one
+        started.append(rest)
+        return SimModel(0.7, name="sim:0.7")
+
+    monkeypatch.setitem(spec._SERVER_SCHEMES, "boot", start_server)
+    out = tmp_path / "run"
+    argv = ["eval", "demo", "--team", "ann-gsm8k", "--model", "boot:m", "--limit", "4", "--out", str(out)]
+    assert main([*argv, "--no-progress", "--baseline", "self-consistency"]) == 0
+    assert started == ["m"]  # not one per evaluation (three)
+    assert json.loads((out / "report.json").read_text())["baseline"]["n"] == 4
+
+
 def test_eval_data_file_needs_no_suite_name(tmp_path: Path):
     data = tmp_path / "problems.jsonl"
     data.write_text("".join(json.dumps({"q": f"What is {i} + {i}?", "a": 2 * i}) + "\n" for i in range(1, 6)))

@@ -88,11 +88,15 @@ async def run_baseline(
     run_dir: str | Path,
     model: Any,
     suite: str,
+    runtime: Any = None,
     concurrency: int = 64,
     resume: bool = False,
     progress: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     """Runs the equal-token baseline for the team run in ``run_dir`` (which must be finished).
+
+    ``runtime`` (a ``hyperteam.models.Runtime``) is shared with the team's run where given, so
+    that one model server and its learned capacity serve both; default: one per evaluation.
 
     Returns:
         The baseline's report (see ``hyperteam.evals.report.build_report``).
@@ -121,14 +125,15 @@ async def run_baseline(
         samples = store.meta().get("samples")
         if samples is None or not resume:
             pilot = await evaluate(self_consistency(PILOT_SAMPLES), problems[:PILOT_PROBLEMS], model=model,
-                                   suite=suite, concurrency=concurrency)  # fmt: skip
+                                   runtime=runtime, suite=suite, concurrency=concurrency)  # fmt: skip
             prompt, completion, extra = pilot_costs(pilot)
             samples = matched_samples(team_tokens, prompt, completion, extra)
             log.info("baseline %s: %d samples match %.0f tokens per problem (pilot: %.0f prompt tokens a request, "
                      "%.0f completion tokens a sample, %.0f prompt tokens an extra sample)", name, samples,
                      team_tokens, prompt, completion, extra)  # fmt: skip
         report = await evaluate(self_consistency(int(samples)), problems, concurrency=concurrency, store=store,
-                                resume=resume, model=model, suite=suite, progress=progress)  # fmt: skip
+                                resume=resume, model=model, runtime=runtime, suite=suite,
+                                progress=progress)  # fmt: skip
         store.set_meta(samples=int(samples), matched_tokens=team_tokens)
     finally:
         store.close()

@@ -64,6 +64,7 @@ def _problems(args: argparse.Namespace) -> list[Any]:
 
 def main(args: argparse.Namespace, *, default_model: Any) -> int:
     from hyperteam.evals.runner import evaluate
+    from hyperteam.models.runtime import Runtime
     from hyperteam.topologies import load_team
 
     if args.concurrency < 1:
@@ -111,31 +112,27 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
         finally:
             db.close()
         return _finish(out)
-    with _ProgressBar(len(problems), enabled=not args.no_progress and sys.stderr.isatty()) as progress:
-        asyncio.run(
-            evaluate(
-                team,
-                problems,
-                concurrency=args.concurrency,
-                store=store,
-                resume=args.resume,
-                model=model,
-                suite=args.suite,
-                progress=progress,
-                adapt=getattr(args, "adapt", False),
-            )
-        )
+    show = not args.no_progress and sys.stderr.isatty()
+
+    async def team_then_baseline() -> None:
+        # One runtime for both: one model server started (llamacpp:, vllm:), one capacity learned.
+        async with Runtime(max_concurrency=args.concurrency) as runtime:
+            with _ProgressBar(len(problems), enabled=show) as progress:
+                await evaluate(team, problems, concurrency=args.concurrency, store=store, resume=args.resume,
+                               model=model, runtime=runtime, suite=args.suite, progress=progress,
+                               adapt=getattr(args, "adapt", False))  # fmt: skip
+            if args.baseline is not None:
+                from hyperteam.evals.baseline import run_baseline
+
+                with _ProgressBar(len(problems), enabled=show) as progress:
+                    await run_baseline(args.baseline, problems, run_dir=out, model=model, runtime=runtime,
+                                       suite=args.suite, concurrency=args.concurrency, resume=args.resume,
+                                       progress=progress)  # fmt: skip
+
+    asyncio.run(team_then_baseline())
     if getattr(args, "adapt", False):
         team.save(out / "team.adapted.json")
         print(f"adapted team (its learned fusion state): {out / 'team.adapted.json'}")
-    if args.baseline is not None:
-        from hyperteam.evals.baseline import run_baseline
-
-        with _ProgressBar(len(problems), enabled=not args.no_progress and sys.stderr.isatty()) as progress:
-            asyncio.run(
-                run_baseline(args.baseline, problems, run_dir=out, model=model, suite=args.suite,
-                             concurrency=args.concurrency, resume=args.resume, progress=progress)
-            )  # fmt: skip
     return _finish(out)
 
 
