@@ -77,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "and chain, default 0)",
     )
     parser.add_argument(
+        "--baseline",
+        choices=["self-consistency"],
+        help="textual backprop: also score self-consistency on the --test problems with as many samples as "
+        "match the trained team's tokens per problem, paired against the trained team",
+    )
+    parser.add_argument(
         "--ops",
         help="textual backprop: comma-separated patch operations the updater may use "
         "(default all; set_role,set_instructions learns prompts only)",

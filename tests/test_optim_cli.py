@@ -89,9 +89,19 @@ def test_a_token_budget_stops_training_cleanly(data_dir, tmp_path, capsys):
     assert ht.load_team(tmp_path / "trained.json").name == "ann-gsm8k"
 
 
+def test_train_scores_self_consistency_at_the_trained_teams_tokens(data_dir, tmp_path, capsys):
+    assert train(tmp_path, "--budget-tokens", "1", "--test", "30", "--baseline", "self-consistency") == 0
+    out = capsys.readouterr().out
+    sc = json.loads((tmp_path / "train_report.json").read_text())["test"]["self_consistency"]
+    assert sc["samples"] > 1 and sc["equal_tokens"] is True  # ann-gsm8k's four calls buy several samples
+    assert f"test: self-consistency x{sc['samples']} {sc['accuracy']:.3f} at " in out
+    assert "SIMULATED" in (tmp_path / "train_report.html").read_text()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
+        (["--baseline", "self-consistency", "--test", "0"], "give some (--test N)"),
         (["--train", "0"], "--train must be >= 1"),
         (["--out", "trained.txt"], "--out must be a .json, .yaml or .yml file"),
         (["--team", "hypergraph-gsm8k"], "textual backprop trains layered teams"),

@@ -274,3 +274,25 @@ def test_empty_replies_are_counted_per_agent_in_the_train_report():
     ).fit_sync()  # fmt: skip
     empty_once = {"empty": 1, "truncated": 0, "fallback": 0}
     assert report["failures"]["replies_per_agent"] == {"s": empty_once, "solve.vote": empty_once}  # the vote had none
+
+
+def test_the_trained_team_is_compared_with_self_consistency_at_its_tokens(tmp_path):
+    train, val, test = _problems()
+    role = "a meticulous and exceptionally careful senior math tutor who double-checks every arithmetic step"
+    team = ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="s", role=role)])], name="one")
+    trainer = ht.optim.Trainer(
+        team, train=train, val=val, test=test, model=FunctionModel(_team_model),
+        optimizer_model=FunctionModel(_optimizer), epochs=1, batch=4, val_batch=4, baseline="self-consistency",
+    )  # fmt: skip
+    report = trainer.fit_sync()
+    t = report["test"]
+    assert t["trained"] == 1.0 and t["trained_tokens"] > t["untrained_tokens"] > 0  # "Be GOOD." costs tokens
+    sc = t["self_consistency"]
+    # Its solver's prompt has no "GOOD": right on the four even golds only, with more samples than one.
+    # The long role's prompt tokens buy self-consistency more samples than one.
+    assert sc["accuracy"] == 0.5 and sc["diff"] == -0.5 and sc["samples"] == 3 and sc["p_value"] == 0.125
+    assert (sc["tokens"], sc["token_ratio"], sc["equal_tokens"]) == (t["trained_tokens"], 1.0, True)
+    _, html = ht.optim.write_report(report, tmp_path)
+    assert f"self-consistency x{sc['samples']} at " in html.read_text()
+    with pytest.raises(ht.ConfigError, match="--test N"):
+        ht.optim.Trainer(team, train=train, val=val, model="sim:0.7", baseline="self-consistency")

@@ -31,7 +31,15 @@ from hyperteam.errors import ConfigError
 from hyperteam.evals.datasets import Problem
 from hyperteam.evals.store import ResultRow, ResultStore
 
-__all__ = ["BASELINES", "baseline_summary", "matched_samples", "paired_on_shared", "pilot_costs", "run_baseline"]
+__all__ = [
+    "BASELINES",
+    "baseline_summary",
+    "matched_samples",
+    "paired_on_shared",
+    "pilot_costs",
+    "run_baseline",
+    "token_match",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,15 @@ def matched_samples(
         return 1
     k = (team_tokens - prompt_tokens + prompt_per_extra_sample) / per_sample
     return max(1, min(MAX_SAMPLES, round(k)))
+
+
+def token_match(tokens: float, matched: float | None) -> dict[str, Any]:
+    """``token_ratio`` (the baseline's tokens per problem over the team's) and ``equal_tokens`` (whether
+    that is within ``EQUAL_TOKENS``); both None when there was nothing to match."""
+    if not matched:
+        return {"token_ratio": None, "equal_tokens": None}
+    ratio = tokens / matched
+    return {"token_ratio": round(ratio, 3), "equal_tokens": EQUAL_TOKENS[0] <= ratio <= EQUAL_TOKENS[1]}
 
 
 def pilot_costs(pilot: dict[str, Any]) -> tuple[float, float, float]:
@@ -172,14 +189,11 @@ def baseline_summary(run_dir: str | Path, team_rows: Sequence[ResultRow]) -> dic
     report = build_report(rows, meta)
     paired = paired_on_shared(team_rows, rows)
     matched = meta.get("matched_tokens")
-    ratio = report["tokens"]["per_problem"] / matched if matched else None
     return {
         "team": meta.get("team"),
         "samples": meta.get("samples"),
         "matched_tokens": matched,
-        # The baseline's tokens per problem over the team's: an equal-token comparison within EQUAL_TOKENS.
-        "token_ratio": None if ratio is None else round(ratio, 3),
-        "equal_tokens": None if ratio is None else EQUAL_TOKENS[0] <= ratio <= EQUAL_TOKENS[1],
+        **token_match(report["tokens"]["per_problem"], matched),
         "run_dir": str(Path(run_dir) / BASELINE_DIR),
         "n": report["n"],
         "accuracy": report["accuracy"],

@@ -157,6 +157,14 @@ def _test_table(r: dict[str, Any]) -> str:
         ("held-out test", pct(test["untrained"]), pct(test["trained"]),
          f"{test['change']:+.3f} [{test['ci95'][0]:+.3f}, {test['ci95'][1]:+.3f}], McNemar p = {test['p_value']:.3g}"),
     ]  # fmt: skip
+    if test.get("trained_tokens") is not None:
+        rows.append(("test tokens / problem", num(test["untrained_tokens"], 0), num(test["trained_tokens"], 0), ""))
+    sc = test.get("self_consistency")
+    if sc:
+        equal = "" if sc["equal_tokens"] else ": NOT an equal-token comparison"
+        rows.append((f"self-consistency x{sc['samples']} at {sc['token_ratio']:.2f}x the trained team's tokens{equal}",
+                     "", pct(sc["accuracy"]), f"minus trained {sc['diff']:+.3f} [{sc['ci95'][0]:+.3f}, "
+                     f"{sc['ci95'][1]:+.3f}], McNemar p = {sc['p_value']:.3g}"))  # fmt: skip
     head = "<tr><th></th><th>untrained</th><th>trained</th><th>change (95% CI)</th></tr>"
     body = "".join(
         f'<tr><td>{escape(a)}</td><td class="n">{escape(b)}</td><td class="n">{escape(c)}</td><td>{escape(d)}</td></tr>'

@@ -109,7 +109,7 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
         team, train=train, val=val, test=test, model=model, optimizer_model=optimizer_model, epochs=args.epochs,
         batch=args.batch, val_batch=val_batch, budget_tokens=args.budget_tokens, checkpoint=checkpoint,
         concurrency=args.concurrency, seed=args.seed, log=say, ops=ops,
-        structured=None if structured == "none" else structured,
+        structured=None if structured == "none" else structured, baseline=getattr(args, "baseline", None),
     )  # fmt: skip
     report = asyncio.run(trainer.fit())
     report["suite"], report["estimate"] = args.suite, cost.to_dict()

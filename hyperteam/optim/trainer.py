@@ -10,8 +10,12 @@ only the patched team is run. Accepted layers join the layer pool.
 Honest reports: validation selected the patches, so it cannot say whether
 training helped. With ``test`` problems (held out of both), the untrained
 and the trained team are scored on them after training, and the report
-gives both, the validation-minus-test gap and the exact McNemar p-value of
-the paired difference.
+gives both, their tokens per problem, the validation-minus-test gap and the
+exact McNemar p-value of the paired difference. With ``baseline=
+"self-consistency"`` it also scores self-consistency with as many samples as
+match the trained team's test tokens (see :mod:`hyperteam.evals.baseline`),
+paired against the trained team: a trained team that is not better than that
+has learned to spend tokens, not to solve problems.
 
 Loud failures: a problem whose run failed counts as wrong, and each step says
 how many failed and why (by kind); when more than ``max_failed`` of a
@@ -92,6 +96,8 @@ class Trainer:
             minibatch's (or the validation set's) problems failed.
         runtime: clients and cache; default: a new runtime with ``max_concurrency=concurrency``.
         log: called with one line per step (the CLI prints them).
+        baseline: ``"self-consistency"``: also score it on the test problems at the trained team's
+            tokens per problem (``report["test"]["self_consistency"]``); needs ``test``.
 
     Example:
         >>> import hyperteam as ht
@@ -122,6 +128,7 @@ class Trainer:
         ops: Sequence[str] = OP_NAMES,
         runtime: Runtime | None = None,
         log: Callable[[str], None] | None = None,
+        baseline: Literal["self-consistency"] | None = None,
     ) -> None:
         for label, value in (("epochs", epochs), ("batch", batch), ("concurrency", concurrency)):
             if value < 1:
@@ -138,6 +145,11 @@ class Trainer:
             raise ConfigError(f"budget_tokens must be >= 1, got {budget_tokens}")
         if not isinstance(team, LayeredTeam):
             raise ConfigError(f"textual backprop trains layered teams; {team.name!r} is a {type(team).__name__}")
+        if baseline not in (None, "self-consistency"):
+            raise ConfigError(f"unknown baseline {baseline!r}; known: self-consistency")
+        if baseline and not test:
+            raise ConfigError("a baseline is scored on the held-out test problems: give some (--test N)")
+        self.baseline = baseline
         self.team = team
         self.train, self.val, self.test = list(train), list(val), list(test)
         self.max_failed = max_failed
@@ -359,15 +371,23 @@ class Trainer:
     async def _score(
         self, problems: Sequence[Problem], runtime: Runtime, team: LayeredTeam | None = None, what: str = "validation"
     ) -> dict[str, bool]:
+        return (await self._score_and_tokens(problems, runtime, team, what))[0]
+
+    async def _score_and_tokens(
+        self, problems: Sequence[Problem], runtime: Runtime, team: LayeredTeam | None, what: str
+    ) -> tuple[dict[str, bool], list[TeamResult | None]]:
         results, _ = await self._run_checked(problems, runtime, what, team)
-        return {p.id: r is not None and r.answer == p.answer for p, r in zip(problems, results, strict=True)}
+        right = {p.id: r is not None and r.answer == p.answer for p, r in zip(problems, results, strict=True)}
+        return right, results
 
     async def _held_out_test(self, runtime: Runtime) -> None:
         """Scores the untrained and the trained team on the test problems; fills ``test_report``."""
         untrained_team = team_from_dict(self.initial_spec, source="the untrained team")
         assert isinstance(untrained_team, LayeredTeam)
-        before = await self._score(self.test, runtime, untrained_team, "the test of the untrained team")
-        after = await self._score(self.test, runtime, None, "the test of the trained team")
+        before, before_runs = await self._score_and_tokens(
+            self.test, runtime, untrained_team, "the test of the untrained team"
+        )
+        after, after_runs = await self._score_and_tokens(self.test, runtime, None, "the test of the trained team")
         a = [before[p.id] for p in self.test]
         b = [after[p.id] for p in self.test]
         paired = compare_paired(a, b)
@@ -385,13 +405,61 @@ class Trainer:
             "untrained_val": self.curve[0]["val"] if self.curve else None,
             "trained_val": self.val_score,
             "gap": self.val_score - trained,
+            "untrained_tokens": _tokens_per_problem(before_runs),
+            "trained_tokens": _tokens_per_problem(after_runs),
         }
         verdict = "significant" if paired.p_value < 0.05 else "not significant"
         self._log(
             f"test ({len(self.test)} held-out problems): untrained {untrained:.3f} -> trained {trained:.3f} "
             f"({trained - untrained:+.3f}, McNemar p = {paired.p_value:.3g}, {verdict}); "
-            f"validation {self.val_score:.3f}, gap validation - test {self.val_score - trained:+.3f}"
+            f"validation {self.val_score:.3f}, gap validation - test {self.val_score - trained:+.3f}; "
+            f"tokens per problem {self.test_report['untrained_tokens']:.0f} -> {self.test_report['trained_tokens']:.0f}"
         )
+        if self.baseline:
+            self.test_report["self_consistency"] = sc = await self._self_consistency(runtime, b, after_runs)
+            self._log(
+                f"test: self-consistency x{sc['samples']} {sc['accuracy']:.3f} at {sc['tokens']:.0f} tokens per "
+                f"problem ({sc['token_ratio']:.2f}x the trained team's); minus trained {sc['diff']:+.3f} "
+                f"(McNemar p = {sc['p_value']:.3g})" + ("" if sc["equal_tokens"] else "; NOT an equal-token comparison")
+            )
+
+    async def _self_consistency(
+        self, runtime: Runtime, trained: list[bool], trained_runs: list[TeamResult | None]
+    ) -> dict[str, Any]:
+        """Self-consistency on the test problems with as many samples as match the trained team's tokens."""
+        from hyperteam.evals.baseline import PILOT_PROBLEMS, PILOT_SAMPLES, matched_samples, pilot_costs, token_match
+        from hyperteam.topologies.builtin import self_consistency
+
+        team_tokens = _tokens_per_problem(trained_runs)
+        pilot_problems = self.test[:PILOT_PROBLEMS]
+        _, runs = await self._score_and_tokens(
+            pilot_problems, runtime, self_consistency(PILOT_SAMPLES), "the self-consistency pilot"
+        )
+        done = [r.usage for r in runs if r is not None]
+        pilot = {
+            "calls": sum(u.calls for u in done),
+            "n": len(done),
+            "tokens": {
+                "prompt": sum(u.prompt_tokens for u in done),
+                "completion": sum(u.completion_tokens for u in done),
+            },
+        }
+        samples = matched_samples(team_tokens, *pilot_costs(pilot))
+        right, runs = await self._score_and_tokens(
+            self.test, runtime, self_consistency(samples), "the test of self-consistency"
+        )
+        sc = [right[p.id] for p in self.test]
+        paired = compare_paired(trained, sc)
+        tokens = _tokens_per_problem(runs)
+        return {
+            "samples": samples,
+            "accuracy": sum(sc) / len(sc),
+            "tokens": tokens,
+            **token_match(tokens, team_tokens),
+            "diff": paired.diff,
+            "ci95": [paired.lo, paired.hi],
+            "p_value": paired.p_value,
+        }
 
     def _fingerprint(self) -> dict[str, Any]:
         return {
@@ -474,3 +542,8 @@ def _usage(d: dict[str, Any]) -> Usage:
 
 def log_line(line: str) -> None:
     log.info("%s", line)
+
+
+def _tokens_per_problem(results: Sequence[TeamResult | None]) -> float:
+    """Mean tokens a problem (a failed run's tokens are not known: it counts none)."""
+    return sum(r.usage.total_tokens for r in results if r is not None) / max(1, len(results))

@@ -34,6 +34,8 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError("--budget-tokens applies to textual backprop only, not --topology training")
     if getattr(args, "structured_output", None) is not None:
         raise ConfigError("--structured-output applies to textual backprop only, not --topology training")
+    if getattr(args, "baseline", None) is not None:
+        raise ConfigError("--baseline applies to textual backprop only, not --topology training")
     for flag, value, least in (
         ("--epochs", args.epochs, 1), ("--batch", args.batch, 1), ("--concurrency", args.concurrency, 1),
         ("--train", args.train, 1), ("--val", args.val, 0), ("--samples-per-query", args.samples_per_query, 2),
