@@ -162,7 +162,8 @@ def _test_table(r: dict[str, Any]) -> str:
     sc = test.get("self_consistency")
     if sc:
         equal = "" if sc["equal_tokens"] else ": NOT an equal-token comparison"
-        rows.append((f"self-consistency x{sc['samples']} at {sc['token_ratio']:.2f}x the trained team's tokens{equal}",
+        ratio = "?" if sc["token_ratio"] is None else f"{sc['token_ratio']:.2f}"
+        rows.append((f"self-consistency x{sc['samples']} at {ratio}x the trained team's tokens{equal}",
                      "", pct(sc["accuracy"]), f"minus trained {sc['diff']:+.3f} [{sc['ci95'][0]:+.3f}, "
                      f"{sc['ci95'][1]:+.3f}], McNemar p = {sc['p_value']:.3g}"))  # fmt: skip
     head = "<tr><th></th><th>untrained</th><th>trained</th><th>change (95% CI)</th></tr>"

@@ -417,10 +417,11 @@ class Trainer:
         )
         if self.baseline:
             self.test_report["self_consistency"] = sc = await self._self_consistency(runtime, b, after_runs)
+            ratio = f"{sc['token_ratio']:.2f}x the trained team's" if sc["token_ratio"] else "nothing to match"
             self._log(
                 f"test: self-consistency x{sc['samples']} {sc['accuracy']:.3f} at {sc['tokens']:.0f} tokens per "
-                f"problem ({sc['token_ratio']:.2f}x the trained team's); minus trained {sc['diff']:+.3f} "
-                f"(McNemar p = {sc['p_value']:.3g})" + ("" if sc["equal_tokens"] else "; NOT an equal-token comparison")
+                f"problem ({ratio}); minus trained {sc['diff']:+.3f} (McNemar p = {sc['p_value']:.3g})"
+                + ("" if sc["equal_tokens"] else "; NOT an equal-token comparison")
             )
 
     async def _self_consistency(
