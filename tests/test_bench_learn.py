@@ -25,6 +25,9 @@ def test_tiny_learn_bench_writes_both_worlds_and_says_it_used_generated_problems
         (seed,) = results["worlds"][world]["seeds"]
         assert {"untrained_test", "trained_test", "optimum_test", "final_val"} <= set(seed)
         assert 0.0 <= seed["untrained_test"] <= 1.0 and seed["failed_problems"] == 0
+        # Self-consistency at the trained team's tokens, on the same test problems.
+        assert seed["sc_samples"] > 1 and 0.8 <= seed["sc_token_ratio"] <= 1.25 and 0.0 <= seed["sc_test"] <= 1.0
+    assert "self-consistency at the trained team's tokens" in printed
     skills = results["worlds"]["skills"]["seeds"][0]
     # the optimum is exact: the simulated optimal team scores what the world computes
     assert skills["optimum_test"] == pytest.approx(skills["optimum_exact"])

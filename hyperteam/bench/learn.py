@@ -15,6 +15,11 @@ Two SIMULATED worlds, the same trainer, several seeds each:
   McNemar test over the seeds). Its "optimum" is the untrained team's expected
   test accuracy (mean over re-drawn answers), since every prompt is as good.
 
+Beside each trained team, self-consistency runs on the same test problems
+with as many samples as match the trained team's tokens per problem
+(``Trainer(baseline="self-consistency")``): a learned team that does not beat
+it has learned to spend tokens, not to solve problems.
+
 Each seed shuffles the problems: training and validation come from GSM8K's
 train split and test problems from its test split when ``HYPERTEAM_DATA_DIR``
 holds GSM8K; otherwise all three come from disjoint generated word problems
@@ -95,12 +100,13 @@ def run_seed(world: str, seed: int, cfg: argparse.Namespace) -> dict[str, Any]:
     trainer = Trainer(
         team, train=train, val=val, test=test, model=model, epochs=cfg.epochs, batch=cfg.batch,
         val_batch=cfg.val_batch, seed=seed, ops=PROMPT_OPS if world == "plain" else OP_NAMES,
-        concurrency=cfg.concurrency, log=lambda line: None,
+        concurrency=cfg.concurrency, log=lambda line: None, baseline="self-consistency",
     )  # fmt: skip
     report = trainer.fit_sync()
     test_report = report["test"]
     optimum, exact = _optimum(world, cfg, seed, train, test, generated)
     untrained, trained = test_report["untrained"], test_report["trained"]
+    sc = test_report["self_consistency"]
     gain = optimum - untrained
     return {
         "seed": seed,
@@ -115,6 +121,13 @@ def run_seed(world: str, seed: int, cfg: argparse.Namespace) -> dict[str, Any]:
         "p_value": test_report["p_value"],
         "only_untrained_right": test_report["only_untrained_right"],
         "only_trained_right": test_report["only_trained_right"],
+        "trained_tokens": test_report["trained_tokens"],
+        # Self-consistency at the trained team's tokens per problem, on the same test problems.
+        "sc_test": sc["accuracy"],
+        "sc_samples": sc["samples"],
+        "sc_token_ratio": sc["token_ratio"],
+        "sc_minus_trained": sc["diff"],
+        "sc_p_value": sc["p_value"],
         "steps": report["steps_run"],
         "accepted": report["steps_accepted"],
         "layers": [layer.name for layer in trainer.team.layers],
@@ -165,6 +178,8 @@ def run(cfg: argparse.Namespace) -> dict[str, Any]:
             "ops": "prompts only (set_role, set_instructions)" if world == "plain" else "all (prompts and structure)",
             "seeds": seeds,
             "mean_change": statistics.fmean(s["change"] for s in seeds),
+            "mean_trained": statistics.fmean(s["trained_test"] for s in seeds),
+            "mean_sc": statistics.fmean(s["sc_test"] for s in seeds),
         }
         b = sum(s["only_untrained_right"] for s in seeds)
         c = sum(s["only_trained_right"] for s in seeds)
@@ -185,7 +200,7 @@ def table(results: dict[str, Any]) -> str:
     """The results as a fixed-width table with a verdict line per world."""
     head = (
         f"{'world':<8}{'seed':>5}{'untrained':>11}{'trained':>9}{'optimum':>9}{'val':>7}"
-        f"{'change':>8}{'p':>9}{'recovered':>11}{'layers':>18}"
+        f"{'change':>8}{'p':>9}{'recovered':>11}{'sc@tokens':>11}{'layers':>18}"
     )
     lines = [head, "-" * len(head)]
     for world, summary in results["worlds"].items():
@@ -194,9 +209,14 @@ def table(results: dict[str, Any]) -> str:
             lines.append(
                 f"{world:<8}{s['seed']:>5}{s['untrained_test']:>11.3f}{s['trained_test']:>9.3f}"
                 f"{s['optimum_test']:>9.3f}{s['final_val']:>7.3f}{s['change']:>+8.3f}{s['p_value']:>9.3g}"
-                f"{rec:>11}{','.join(s['layers']):>18}"
+                f"{rec:>11}{_sc_cell(s):>11}{','.join(s['layers']):>18}"
             )
     lines.append("")
+    for world, summary in results["worlds"].items():
+        lines.append(
+            f"{world}: self-consistency at the trained team's tokens {summary['mean_sc']:.3f} vs trained "
+            f"{summary['mean_trained']:.3f} (mean test accuracy)"
+        )
     for world, summary in results["worlds"].items():
         verdict = "PASS" if summary["passed"] else "FAIL"
         sig = "significant" if summary["significant"] else "not significant"
@@ -214,6 +234,11 @@ def table(results: dict[str, Any]) -> str:
                 f"{sig} [{verdict}]"
             )
     return "\n".join(lines)
+
+
+def _sc_cell(s: dict[str, Any]) -> str:
+    """Self-consistency's test accuracy and its sample count, e.g. ``0.812x9``."""
+    return f"{s['sc_test']:.3f}x{s['sc_samples']}"
 
 
 def main(argv: list[str]) -> int:
