@@ -79,8 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--baseline",
         choices=["self-consistency"],
-        help="textual backprop: also score self-consistency on the --test problems with as many samples as "
-        "match the trained team's tokens per problem, paired against the trained team",
+        help="also score self-consistency on the --test problems with as many samples as match the trained "
+        "team's (--topology: the learned topology's) tokens per problem, paired against it",
     )
     parser.add_argument(
         "--ops",

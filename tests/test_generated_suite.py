@@ -57,7 +57,8 @@ def test_partners_per_agent_from_the_team_spec_and_the_cli(tmp_path: Path):
     base = ["train", "--topology", "hyperagent", "--team", "hyperagent-gsm8k", "--suite", "generated"]
     proc = hyperteam(
         *base, "--train", "4", "--val", "0", "--batch", "2", "--samples-per-query", "2", "--partners", "1",
-        "--model", "sim:0.6?world=topology", "--out", str(out), "--test", "3", timeout=120,
+        "--model", "sim:0.6?world=topology", "--out", str(out), "--test", "3", "--baseline", "self-consistency",
+        timeout=120,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["config"]["k"] == 1
@@ -70,6 +71,17 @@ def test_partners_per_agent_from_the_team_spec_and_the_cli(tmp_path: Path):
     assert vs["n"] == 3 and vs["both"] + vs["only_a"] + vs["only_b"] <= 3 and 0 <= vs["mcnemar_p"] <= 1
     assert "hyperagent (learned) - complete: accuracy" in proc.stdout
     assert "correct" not in report["comparison"]["complete"]
+    # Self-consistency at the learned topology's tokens per problem: a row of its own, paired too. Fifteen
+    # calls a problem cost more than 32 samples do, so it says that this is not an equal-token comparison.
+    assert report["self_consistency"]["samples"] == 32 and report["self_consistency"]["equal_tokens"] is False
+    learned, sc = report["comparison"]["hyperagent (learned)"], report["comparison"]["self-consistency x32"]
+    assert sc["tokens_per_problem"] / learned["tokens_per_problem"] == pytest.approx(
+        report["self_consistency"]["token_ratio"], abs=1e-3
+    )
+    assert report["paired"]["self-consistency x32"]["n"] == 3
+    assert "hyperagent (learned) - self-consistency x32: accuracy" in proc.stdout
+    assert "note: self-consistency x32 spent 0." in proc.stdout and "NOT an equal-token comparison" in proc.stdout
+    assert_one_line_error(hyperteam(*base, "--out", str(out), "--baseline", "self-consistency"), "--test N")
     assert_one_line_error(hyperteam(*base, "--out", str(out), "--partners", "0"), "--partners")
     gd = ["train", "--topology", "gdesigner", "--team", "complete", "--suite", "generated", "--out", str(out)]
     assert_one_line_error(hyperteam(*gd, "--partners", "1"), "--partners applies to --topology hyperagent")

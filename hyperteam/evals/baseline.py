@@ -35,6 +35,7 @@ __all__ = [
     "BASELINES",
     "baseline_summary",
     "matched_samples",
+    "matched_self_consistency",
     "paired_on_shared",
     "pilot_costs",
     "run_baseline",
@@ -98,6 +99,30 @@ def pilot_costs(pilot: dict[str, Any]) -> tuple[float, float, float]:
     return prompt, completion, prompt * extra_requests
 
 
+async def matched_self_consistency(
+    team_tokens: float,
+    problems: Sequence[Problem],
+    *,
+    model: Any,
+    runtime: Any = None,
+    suite: str = "pilot",
+    concurrency: int = 64,
+) -> int:
+    """The self-consistency sample count whose tokens per problem match ``team_tokens``, from a pilot
+    of ``PILOT_SAMPLES`` samples on the first ``PILOT_PROBLEMS`` of ``problems`` (see the module doc)."""
+    from hyperteam.evals.runner import evaluate
+    from hyperteam.topologies.builtin import self_consistency
+
+    pilot = await evaluate(self_consistency(PILOT_SAMPLES), problems[:PILOT_PROBLEMS], model=model,
+                           runtime=runtime, suite=suite, concurrency=concurrency)  # fmt: skip
+    prompt, completion, extra = pilot_costs(pilot)
+    samples = matched_samples(team_tokens, prompt, completion, extra)
+    log.info("self-consistency: %d samples match %.0f tokens per problem (pilot: %.0f prompt tokens a request, "
+             "%.0f completion tokens a sample, %.0f prompt tokens an extra sample)", samples, team_tokens, prompt,
+             completion, extra)  # fmt: skip
+    return samples
+
+
 async def run_baseline(
     name: str,
     problems: Sequence[Problem],
@@ -141,13 +166,9 @@ async def run_baseline(
     try:
         samples = store.meta().get("samples")
         if samples is None or not resume:
-            pilot = await evaluate(self_consistency(PILOT_SAMPLES), problems[:PILOT_PROBLEMS], model=model,
-                                   runtime=runtime, suite=suite, concurrency=concurrency)  # fmt: skip
-            prompt, completion, extra = pilot_costs(pilot)
-            samples = matched_samples(team_tokens, prompt, completion, extra)
-            log.info("baseline %s: %d samples match %.0f tokens per problem (pilot: %.0f prompt tokens a request, "
-                     "%.0f completion tokens a sample, %.0f prompt tokens an extra sample)", name, samples,
-                     team_tokens, prompt, completion, extra)  # fmt: skip
+            samples = await matched_self_consistency(
+                team_tokens, problems, model=model, runtime=runtime, suite=suite, concurrency=concurrency
+            )
         report = await evaluate(self_consistency(int(samples)), problems, concurrency=concurrency, store=store,
                                 resume=resume, model=model, runtime=runtime, suite=suite,
                                 progress=progress)  # fmt: skip

@@ -428,24 +428,13 @@ class Trainer:
         self, runtime: Runtime, trained: list[bool], trained_runs: list[TeamResult | None]
     ) -> dict[str, Any]:
         """Self-consistency on the test problems with as many samples as match the trained team's tokens."""
-        from hyperteam.evals.baseline import PILOT_PROBLEMS, PILOT_SAMPLES, matched_samples, pilot_costs, token_match
+        from hyperteam.evals.baseline import matched_self_consistency, token_match
         from hyperteam.topologies.builtin import self_consistency
 
         team_tokens = _tokens_per_problem(trained_runs)
-        pilot_problems = self.test[:PILOT_PROBLEMS]
-        _, runs = await self._score_and_tokens(
-            pilot_problems, runtime, self_consistency(PILOT_SAMPLES), "the self-consistency pilot"
+        samples = await matched_self_consistency(
+            team_tokens, self.test, model=self.model, runtime=runtime, concurrency=self.concurrency
         )
-        done = [r.usage for r in runs if r is not None]
-        pilot = {
-            "calls": sum(u.calls for u in done),
-            "n": len(done),
-            "tokens": {
-                "prompt": sum(u.prompt_tokens for u in done),
-                "completion": sum(u.completion_tokens for u in done),
-            },
-        }
-        samples = matched_samples(team_tokens, *pilot_costs(pilot))
         right, runs = await self._score_and_tokens(
             self.test, runtime, self_consistency(samples), "the test of self-consistency"
         )

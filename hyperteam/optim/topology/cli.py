@@ -5,7 +5,9 @@ The team gives the agents, rounds and fusion (a hypergraph or learned team;
 are the first ``--train`` of the suite's train split, validation the next
 ``--val``; after training, the learned topology is evaluated on the
 validation problems and, with ``--test N``, beside the ``complete`` and
-``chain`` topologies of the same agents on the first N test problems.
+``chain`` topologies of the same agents on the first N test problems (and,
+with ``--baseline self-consistency``, beside self-consistency with as many
+samples as match the learned topology's tokens per problem).
 
 Writes ``--out`` (the topology, JSON), ``OUT.team.yaml`` (a team spec that
 uses it: ``topology: {learned: OUT}``), and the report ``OUT.report.json``
@@ -34,8 +36,8 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError("--budget-tokens applies to textual backprop only, not --topology training")
     if getattr(args, "structured_output", None) is not None:
         raise ConfigError("--structured-output applies to textual backprop only, not --topology training")
-    if getattr(args, "baseline", None) is not None:
-        raise ConfigError("--baseline applies to textual backprop only, not --topology training")
+    if getattr(args, "baseline", None) is not None and not getattr(args, "test", 0):
+        raise ConfigError("--baseline is scored on the held-out test problems: give some (--test N)")
     for flag, value, least in (
         ("--epochs", args.epochs, 1), ("--batch", args.batch, 1), ("--concurrency", args.concurrency, 1),
         ("--train", args.train, 1), ("--val", args.val, 0), ("--samples-per-query", args.samples_per_query, 2),
@@ -264,6 +266,14 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
         )  # fmt: skip
         teams = {learned_row: learned, f"{args.topology} (untrained)": untrained, **baselines(learned)}
         results = {name: _evaluate(each, test, model, args.concurrency) for name, each in teams.items()}
+        if getattr(args, "baseline", None):  # self-consistency at the learned topology's tokens per problem
+            from hyperteam.evals.baseline import matched_self_consistency, token_match
+            from hyperteam.topologies.builtin import self_consistency
+
+            tokens = results[learned_row][0]["tokens_per_problem"] or 0.0
+            k = asyncio.run(matched_self_consistency(tokens, test, model=model, concurrency=args.concurrency))
+            results[f"self-consistency x{k}"] = sc = _evaluate(self_consistency(k), test, model, args.concurrency)
+            report["self_consistency"] = {"samples": k, **token_match(sc[0]["tokens_per_problem"] or 0.0, tokens)}
         report["comparison"] = {name: summary for name, (summary, _) in results.items()}
         report["paired"] = paired({name: correct for name, (_, correct) in results.items()}, learned_row)
         report["test"] = len(test)
@@ -275,6 +285,15 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
                 f"{learned_row} - {name}: accuracy {c['diff']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}), "
                 f"McNemar p = {c['mcnemar_p']:.3g} ({c['only_b']} problems right only with the learned, "
                 f"{c['only_a']} only with {name})"
+            )
+        sc_match = report.get("self_consistency") or {}
+        if sc_match.get("equal_tokens") is False:
+            from hyperteam.evals.baseline import MAX_SAMPLES
+
+            say(
+                f"note: self-consistency x{sc_match['samples']} spent {sc_match['token_ratio']:.2f}x the learned "
+                f"topology's tokens per problem (at most {MAX_SAMPLES} samples; its pilot may misjudge a sample's "
+                "cost): NOT an equal-token comparison"
             )
     json_path, html_path = write_report(report, args.out.with_name(args.out.stem + ".report.json"))
     print(f"learned topology: {args.out}  team spec: {spec_path}  report: {json_path}, {html_path}")

@@ -47,7 +47,8 @@ def write_report(report: dict[str, Any], json_path: Path) -> tuple[Path, Path]:
 def comparison_table(rows: dict[str, dict[str, Any]]) -> str:
     """The comparison as fixed-width text, one line per topology."""
     lines = [
-        f"{'topology':<24}{'accuracy':>10}{'prompt_tok/problem':>20}{'acc/1k_prompt_tok':>19}{'calls/problem':>15}"
+        f"{'topology':<24}{'accuracy':>10}{'prompt_tok/problem':>20}{'acc/1k_prompt_tok':>19}{'tok/problem':>13}"
+        f"{'calls/problem':>15}"
     ]
     for name, r in rows.items():
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
@@ -55,7 +56,7 @@ def comparison_table(rows: dict[str, dict[str, Any]]) -> str:
         per_text = "-" if per is None else f"{per:.4f}"
         lines.append(
             f"{name:<24}{acc:>10}{r['prompt_tokens_per_problem'] or 0:>20.1f}{per_text:>19}"
-            f"{r['calls_per_problem'] or 0:>15.1f}"
+            f"{r.get('tokens_per_problem') or 0:>13.1f}{r['calls_per_problem'] or 0:>15.1f}"
         )
     return "\n".join(lines)
 
