@@ -138,6 +138,7 @@ def test_one_step_of_training_reports_its_outcome_honestly(server, tmp_path: Pat
     done = _cli(
         "train", "--team", "single", "--suite", "demo", "--train", "2", "--val", "2", "--test", "2",
         "--epochs", "1", "--batch", "2", "--model", SPEC, "--out", str(out), "--concurrency", "2",
+        "--baseline", "self-consistency",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "train_report.json").read_text())
@@ -152,6 +153,10 @@ def test_one_step_of_training_reports_its_outcome_honestly(server, tmp_path: Pat
     assert step["failed"]["problems"] == 2
     assert sum(step["failed"]["failed_by_kind"].values()) == step["failed"]["failed"]
     assert report["failures"]["failed"] == sum(report["failures"]["failed_by_kind"].values())
+    # Self-consistency at the trained team's tokens, on a server that returns one sample a request.
+    sc = report["test"]["self_consistency"]
+    assert sc["samples"] >= 1 and sc["token_ratio"] > 0 and isinstance(sc["equal_tokens"], bool)
+    assert report["test"]["trained_tokens"] > 0 and "test: self-consistency x" in done.stdout
 
 
 def _free_port() -> int:
