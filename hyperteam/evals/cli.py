@@ -121,6 +121,9 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
                 await evaluate(team, problems, concurrency=args.concurrency, store=store, resume=args.resume,
                                model=model, runtime=runtime, suite=args.suite, progress=progress,
                                adapt=getattr(args, "adapt", False))  # fmt: skip
+            if getattr(args, "adapt", False):  # kept before the baseline runs, whatever becomes of it
+                team.save(out / "team.adapted.json")
+                print(f"adapted team (its learned fusion state): {out / 'team.adapted.json'}")
             if args.baseline is not None:
                 from hyperteam.evals.baseline import run_baseline
 
@@ -130,9 +133,6 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
                                        progress=progress)  # fmt: skip
 
     asyncio.run(team_then_baseline())
-    if getattr(args, "adapt", False):
-        team.save(out / "team.adapted.json")
-        print(f"adapted team (its learned fusion state): {out / 'team.adapted.json'}")
     return _finish(out)
 
 
