@@ -112,6 +112,7 @@ async def test_the_baseline_matches_the_teams_tokens_on_a_server_that_ignores_n(
     base = write_report(run)["baseline"]
     assert base["samples"] == 4 and base["tokens"]["per_problem"] == 600  # not 10 samples at 1500 tokens
     assert (base["token_ratio"], base["equal_tokens"]) == (1.0, True)
+    assert base["pilot_tokens"] == 4 * 2 * 150  # two samples a problem, each its own request
 
 
 def test_eval_with_the_self_consistency_baseline_at_equal_tokens(tmp_path: Path):

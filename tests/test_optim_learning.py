@@ -292,6 +292,10 @@ def test_the_trained_team_is_compared_with_self_consistency_at_its_tokens(tmp_pa
     # The long role's prompt tokens buy self-consistency more samples than one.
     assert sc["accuracy"] == 0.5 and sc["diff"] == -0.5 and sc["samples"] == 3 and sc["p_value"] == 0.125
     assert (sc["tokens"], sc["token_ratio"], sc["equal_tokens"]) == (t["trained_tokens"], 1.0, True)
+    # The test's runs (8 problems: untrained, trained, the pilot's 8 and self-consistency) are not training's.
+    tokens = report["tokens"]
+    assert tokens["test"]["calls"] == 8 + 8 + 8 + 8 and tokens["team"]["calls"] == 4 + 4 + 4  # val, train, val
+    assert tokens["total"] == sum(tokens[k]["total_tokens"] for k in ("team", "optimizer", "test"))
     _, html = ht.optim.write_report(report, tmp_path)
     assert f"self-consistency x{sc['samples']} at " in html.read_text()
     with pytest.raises(ht.ConfigError, match="--test N"):

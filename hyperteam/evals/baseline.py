@@ -107,9 +107,10 @@ async def matched_self_consistency(
     runtime: Any = None,
     suite: str = "pilot",
     concurrency: int = 64,
-) -> int:
+) -> tuple[int, dict[str, Any]]:
     """The self-consistency sample count whose tokens per problem match ``team_tokens``, from a pilot
-    of ``PILOT_SAMPLES`` samples on the first ``PILOT_PROBLEMS`` of ``problems`` (see the module doc)."""
+    of ``PILOT_SAMPLES`` samples on the first ``PILOT_PROBLEMS`` of ``problems`` (see the module doc),
+    and the pilot's report (its tokens were spent too)."""
     from hyperteam.evals.runner import evaluate
     from hyperteam.topologies.builtin import self_consistency
 
@@ -120,7 +121,7 @@ async def matched_self_consistency(
     log.info("self-consistency: %d samples match %.0f tokens per problem (pilot: %.0f prompt tokens a request, "
              "%.0f completion tokens a sample, %.0f prompt tokens an extra sample)", samples, team_tokens, prompt,
              completion, extra)  # fmt: skip
-    return samples
+    return samples, pilot
 
 
 async def run_baseline(
@@ -164,15 +165,17 @@ async def run_baseline(
     folder.mkdir(parents=True, exist_ok=True)
     store = ResultStore(folder / "results.sqlite")
     try:
-        samples = store.meta().get("samples")
+        samples, pilot = store.meta().get("samples"), None
         if samples is None or not resume:
-            samples = await matched_self_consistency(
+            samples, pilot = await matched_self_consistency(
                 team_tokens, problems, model=model, runtime=runtime, suite=suite, concurrency=concurrency
             )
         report = await evaluate(self_consistency(int(samples)), problems, concurrency=concurrency, store=store,
                                 resume=resume, model=model, runtime=runtime, suite=suite,
                                 progress=progress)  # fmt: skip
         store.set_meta(samples=int(samples), matched_tokens=team_tokens)
+        if pilot is not None:  # a resumed baseline keeps its first pilot's figure
+            store.set_meta(pilot_tokens=pilot["tokens"]["total"])
     finally:
         store.close()
     return report
@@ -215,6 +218,7 @@ def baseline_summary(run_dir: str | Path, team_rows: Sequence[ResultRow]) -> dic
         "samples": meta.get("samples"),
         "matched_tokens": matched,
         **token_match(report["tokens"]["per_problem"], matched),
+        "pilot_tokens": meta.get("pilot_tokens"),  # spent to choose the sample count, not in ``tokens``
         "run_dir": str(Path(run_dir) / BASELINE_DIR),
         "n": report["n"],
         "accuracy": report["accuracy"],

@@ -81,9 +81,10 @@ def build_report(trainer: Trainer) -> dict[str, Any]:
             "reverted": [p for p in patches if p["status"] == "applied" and p.get("accepted") is False],
         },
         "tokens": {
-            "team": t.team_usage.to_dict(),
+            "team": t.team_usage.to_dict(),  # training and validation
             "optimizer": t.optimizer_usage.to_dict(),
-            "total": t.tokens,
+            "test": t.test_usage.to_dict(),  # the held-out test (and its baseline): not training
+            "total": t.tokens + t.test_usage.total_tokens,
         },
         "pool": {name: len(v) for name, v in t.pool.variants.items()},
         # Per endpoint: the in-flight limit found and what the server left out (n ignored, no usage, ...).
@@ -110,7 +111,8 @@ def render_html(r: dict[str, Any]) -> str:
         ("validation", f"{pct(r['initial_val'])} → {pct(r['final_val'])}", "selected on: not a claim"),
         _test_card(r.get("test")),
         ("steps", str(r["steps_run"]), f"{r['steps_accepted']} accepted"),
-        ("team tokens", f"{tokens['team']['total_tokens']:,}", f"{tokens['team']['calls']:,} calls"),
+        ("team tokens (training)", f"{tokens['team']['total_tokens']:,}", f"{tokens['team']['calls']:,} calls; "
+         f"held-out test {(tokens.get('test') or {}).get('total_tokens', 0):,} more"),
         ("optimizer tokens", f"{tokens['optimizer']['total_tokens']:,}", f"{tokens['optimizer']['calls']:,} calls"),
         ("wall time", f"{num(r['wall_s'], 1)} s", f"resumed after step {r['resumed_from_step']}"
          if r["resumed_from_step"] is not None else "one run"),

@@ -123,7 +123,10 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
         f"{report['steps_accepted']} of {report['steps_run']} steps accepted; stopped: {report['stopped']}"
     )
     tokens = report["tokens"]
-    say(f"tokens: team {tokens['team']['total_tokens']:,}, optimizer {tokens['optimizer']['total_tokens']:,}")
+    say(
+        f"tokens: team {tokens['team']['total_tokens']:,}, optimizer {tokens['optimizer']['total_tokens']:,}, "
+        f"held-out test {tokens['test']['total_tokens']:,}"
+    )
     failures = report["failures"]
     if failures["failed"] or failures["fallbacks"]:
         say(f"failed problems: {failures['failed']} of {failures['of']} runs {failures['failed_by_kind']}; "

@@ -175,7 +175,8 @@ class Trainer:
         self.curve: list[dict[str, Any]] = []
         self.val_correct: dict[str, bool] = {}
         self.epoch = self.batch_index = self.step_count = 0
-        self.team_usage = Usage()
+        self.team_usage = Usage()  # training and validation runs of the team
+        self.test_usage = Usage()  # the held-out test runs (untrained, trained, baseline), kept apart
         self._loss_usage = Usage()
         self.stopped = ""
         self.wall_s = 0.0
@@ -381,7 +382,17 @@ class Trainer:
         return right, results
 
     async def _held_out_test(self, runtime: Runtime) -> None:
-        """Scores the untrained and the trained team on the test problems; fills ``test_report``."""
+        """Scores the untrained and the trained team on the test problems; fills ``test_report``.
+
+        Its tokens go to ``test_usage``, not ``team_usage``: they are what the claim cost, not training.
+        """
+        training, self.team_usage = self.team_usage, Usage()
+        try:
+            await self._test_and_compare(runtime)
+        finally:
+            self.test_usage, self.team_usage = self.team_usage, training
+
+    async def _test_and_compare(self, runtime: Runtime) -> None:
         untrained_team = team_from_dict(self.initial_spec, source="the untrained team")
         assert isinstance(untrained_team, LayeredTeam)
         before, before_runs = await self._score_and_tokens(
@@ -432,9 +443,11 @@ class Trainer:
         from hyperteam.topologies.builtin import self_consistency
 
         team_tokens = _tokens_per_problem(trained_runs)
-        samples = await matched_self_consistency(
+        samples, pilot = await matched_self_consistency(
             team_tokens, self.test, model=self.model, runtime=runtime, concurrency=self.concurrency
         )
+        spent = pilot["tokens"]
+        self.team_usage = self.team_usage + Usage(spent["prompt"], spent["completion"], pilot["calls"])
         right, runs = await self._score_and_tokens(
             self.test, runtime, self_consistency(samples), "the test of self-consistency"
         )

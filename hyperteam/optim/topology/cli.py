@@ -271,7 +271,7 @@ def main(args: argparse.Namespace, *, default_model: Any) -> int:
             from hyperteam.topologies.builtin import self_consistency
 
             tokens = results[learned_row][0]["tokens_per_problem"] or 0.0
-            k = asyncio.run(matched_self_consistency(tokens, test, model=model, concurrency=args.concurrency))
+            k, _ = asyncio.run(matched_self_consistency(tokens, test, model=model, concurrency=args.concurrency))
             results[f"self-consistency x{k}"] = sc = _evaluate(self_consistency(k), test, model, args.concurrency)
             report["self_consistency"] = {"samples": k, **token_match(sc[0]["tokens_per_problem"] or 0.0, tokens)}
         report["comparison"] = {name: summary for name, (summary, _) in results.items()}
