@@ -215,7 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        from hyperteam.backends import hold_servers
+
+        # A server a spec starts (vllm:, llamacpp:) serves the whole command, not one of its runtimes.
+        with hold_servers():
+            return func(args)
     except HyperteamError as exc:
         print(f"hyperteam: error: {exc}", file=sys.stderr)
         return 2

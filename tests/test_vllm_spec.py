@@ -119,3 +119,34 @@ async def test_a_managed_server_that_fails_to_start_fails_every_call_with_its_lo
         with pytest.raises(ServerStartError, match="No CUDA GPUs are available"):
             await model.chat(request)  # at once, without starting it again
     assert len(_started(standin)) == 1
+
+
+def test_a_hold_keeps_a_server_for_runtimes_that_open_and_close_in_turn(standin: Path):
+    from hyperteam.backends import hold_servers
+    from hyperteam.topologies import load_team
+
+    team = load_team("single")
+
+    async def one_step() -> None:
+        async with Runtime() as runtime:  # as a training step: its own event loop and runtime
+            assert (await team.run("What is 2 + 3?", runtime=runtime, model="vllm:Org/Model")).usage.calls == 1
+
+    with hold_servers():
+        for _ in range(3):
+            asyncio.run(one_step())
+        [started] = _started(standin)  # one server for the three steps
+        assert wait_gone([started["pid"]], 0.5) == [started["pid"]]  # still running between them
+    assert wait_gone([started["pid"]], 10) == []  # the hold ended: stopped
+    asyncio.run(one_step())  # without a hold: a server of its own, stopped with its runtime
+    assert len(_started(standin)) == 2 and wait_gone([s["pid"] for s in _started(standin)], 10) == []
+
+
+def test_topology_training_starts_its_vllm_server_once(standin: Path, tmp_path: Path):
+    pytest.importorskip("torch")
+    out = tmp_path / "topo.json"
+    args = ["train", "--topology", "hyperagent", "--team", "hyperagent-gsm8k", "--suite", "demo", "--train", "2",
+            "--val", "2", "--batch", "2", "--epochs", "2", "--samples-per-query", "2", "--model", "vllm:Org/Model",
+            "--out", str(out)]  # fmt: skip
+    assert cli_main(args) == 0 and out.is_file()
+    [started] = _started(standin)  # two steps and a validation, each with its own runtime: one server
+    assert wait_gone([started["pid"]], 10) == []

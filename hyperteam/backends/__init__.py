@@ -8,6 +8,8 @@ resolved, so ``import hyperteam`` starts nothing and imports no server code.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from hyperteam.models.spec import register_scheme
@@ -33,3 +35,14 @@ def _llamacpp(rest: str, runtime: Runtime) -> ChatModel:
 
 
 register_scheme("llamacpp", _llamacpp)
+
+
+@contextmanager
+def hold_servers() -> Iterator[None]:
+    """Keeps the servers that specs start (``vllm:``, ``llamacpp:``) running until the block ends, though
+    runtimes using them close and open in turn (see :func:`hyperteam.backends._server.hold_servers`).
+    ``hyperteam`` commands run inside one."""
+    from hyperteam.backends._server import hold_servers as hold
+
+    with hold():
+        yield

@@ -9,8 +9,10 @@ interpreter exits (Ctrl-C included) and, on Linux, when the parent process
 dies (even by ``kill -9``).
 
 :class:`Shared` keeps one running server per model and options in a process,
-counted by its users; :class:`ManagedModel` is the chat model of a spec such
-as ``vllm:ORG/MODEL``, whose first request waits until the server answers.
+counted by its users; :func:`hold_servers` keeps them running between users
+(a command whose steps each open and close a runtime starts each server once);
+:class:`ManagedModel` is the chat model of a spec such as ``vllm:ORG/MODEL``,
+whose first request waits until the server answers.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -244,12 +247,46 @@ class Startable(Protocol):
 S = TypeVar("S", bound=Startable)
 
 
+_HOLD = threading.Lock()  # guards _holds
+_holds = 0
+_SHARED: weakref.WeakSet[Shared[Any]] = weakref.WeakSet()
+
+
+@contextmanager
+def hold_servers() -> Iterator[None]:
+    """Keeps every server hyperteam starts running while the block lasts, even with no user.
+
+    Without it a server stops when its last runtime closes, so code that opens
+    and closes runtimes in turn (``asyncio.run`` per step) would start a vLLM
+    server per step. On leaving the (outermost) block, servers nobody uses stop.
+
+    Example:
+        >>> with hold_servers():  # doctest: +SKIP
+        ...     for batch in batches:
+        ...         asyncio.run(evaluate(team, batch, model="vllm:Qwen/Qwen2.5-7B-Instruct"))
+    """
+    global _holds
+    with _HOLD:
+        _holds += 1
+    try:
+        yield
+    finally:
+        with _HOLD:
+            _holds -= 1
+            last = _holds == 0
+        if last:
+            for shared in list(_SHARED):
+                shared.stop_unused()
+
+
 class Shared(Generic[S]):
-    """One running server per key (model and options) in a process, stopped when its last user leaves."""
+    """One running server per key (model and options) in a process, stopped when its last user leaves
+    (or, inside :func:`hold_servers`, when the hold ends)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[Hashable, tuple[S, int]] = {}
+        _SHARED.add(self)
 
     def acquire(self, key: Hashable, make: Callable[[], S]) -> S:
         """The running server for ``key``, made and started on first use."""
@@ -265,11 +302,19 @@ class Shared(Generic[S]):
             if key is None:
                 return
             users = self._entries[key][1] - 1
-            if users > 0:
-                self._entries[key] = (server, users)
+            if users > 0 or _holds:
+                self._entries[key] = (server, users)  # held: the next user finds it running
                 return
             del self._entries[key]
         server.stop()
+
+    def stop_unused(self) -> None:
+        """Stops the servers no one uses (left running by a hold)."""
+        with self._lock:
+            unused = [k for k, (_, users) in self._entries.items() if users <= 0]
+            servers = [self._entries.pop(k)[0] for k in unused]
+        for server in servers:
+            server.stop()
 
 
 class ManagedModel(Generic[S]):
