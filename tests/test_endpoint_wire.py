@@ -122,7 +122,9 @@ async def test_notes_are_kept_and_logged_once(caplog: pytest.LogCaptureFixture):
         endpoint.note("one")
         endpoint.note("two")
         endpoint.note("one")
-    assert endpoint.notes == ["one", "two"]
+        again = Endpoint("http://127.0.0.1:9/v1", capacity=1)  # the same server from the next runtime
+        again.note("one")
+    assert endpoint.notes == ["one", "two"] and again.notes == ["one"]  # each report has it
     assert [r.getMessage() for r in caplog.records] == ["http://127.0.0.1:9/v1: one", "http://127.0.0.1:9/v1: two"]
     assert [r.levelno for r in caplog.records] == [logging.WARNING] * 2
 

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # A hosted API (HTTPS) is not probed; this many requests go out at first, and its 429s halve it.
 HOSTED_START = 128
 _SCHEME = re.compile(r"^https?://", re.IGNORECASE)
+_LOGGED: set[tuple[str, str]] = set()  # (server, note) pairs already logged in this process
 
 
 class Endpoint:
@@ -91,10 +92,12 @@ class Endpoint:
         self.mode = source
 
     def note(self, text: str) -> None:
-        """Remembers a fact about this server for reports, and logs it once."""
+        """Remembers a fact about this server for reports, and logs it once a process."""
         if text not in self.notes:
             self.notes.append(text)
-            log.warning("%s: %s", self.base_url, text)
+            if (self.base_url, text) not in _LOGGED:  # runtimes opened in turn meet the same server again
+                _LOGGED.add((self.base_url, text))
+                log.warning("%s: %s", self.base_url, text)
 
     def stats(self) -> dict[str, Any]:
         """The in-flight limit and where it comes from, the peak in flight, and the notes."""
