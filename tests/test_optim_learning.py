@@ -300,3 +300,23 @@ def test_the_trained_team_is_compared_with_self_consistency_at_its_tokens(tmp_pa
     assert f"self-consistency x{sc['samples']} at " in html.read_text()
     with pytest.raises(ht.ConfigError, match="--test N"):
         ht.optim.Trainer(team, train=train, val=val, model="sim:0.7", baseline="self-consistency")
+
+
+def test_a_failing_baseline_fails_alone(tmp_path):
+    train, val, test = _problems()
+
+    def team_model(request: ChatRequest) -> str:
+        if request.n > 1 or "Solve the problem." in str(request.messages):  # self-consistency's solver
+            raise ModelError("the server refused", kind="http_500")
+        return _team_model(request)
+
+    team = ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="s")])], name="one")
+    trainer = ht.optim.Trainer(
+        team, train=train, val=val, test=test, model=FunctionModel(team_model),
+        optimizer_model=FunctionModel(_optimizer), epochs=1, batch=4, val_batch=4, baseline="self-consistency",
+    )  # fmt: skip
+    report = trainer.fit_sync()
+    assert report["stopped"] == "done" and report["test"]["trained"] == 1.0  # training and its test stand
+    assert "the test of self-consistency" in report["test"]["self_consistency"]["error"]
+    _, html = ht.optim.write_report(report, tmp_path)
+    assert "failed" in html.read_text()

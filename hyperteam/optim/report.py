@@ -162,7 +162,9 @@ def _test_table(r: dict[str, Any]) -> str:
     if test.get("trained_tokens") is not None:
         rows.append(("test tokens / problem", num(test["untrained_tokens"], 0), num(test["trained_tokens"], 0), ""))
     sc = test.get("self_consistency")
-    if sc:
+    if sc and "error" in sc:
+        rows.append(("self-consistency at the trained team's tokens", "", "failed", sc["error"]))
+    elif sc:
         equal = "" if sc["equal_tokens"] else ": NOT an equal-token comparison"
         ratio = "?" if sc["token_ratio"] is None else f"{sc['token_ratio']:.2f}"
         rows.append((f"self-consistency x{sc['samples']} at {ratio}x the trained team's tokens{equal}",

@@ -427,7 +427,15 @@ class Trainer:
             f"tokens per problem {self.test_report['untrained_tokens']:.0f} -> {self.test_report['trained_tokens']:.0f}"
         )
         if self.baseline:
-            self.test_report["self_consistency"] = sc = await self._self_consistency(runtime, b, after_runs)
+            stopped = self.stopped
+            try:
+                sc = await self._self_consistency(runtime, b, after_runs)
+            except ModelError as exc:  # the baseline fails alone: the trained team's test stands
+                self.stopped = stopped  # training itself ended as it did
+                self.test_report["self_consistency"] = {"error": str(exc)}
+                self._log(f"test: self-consistency failed: {exc}")
+                return
+            self.test_report["self_consistency"] = sc
             ratio = f"{sc['token_ratio']:.2f}x the trained team's" if sc["token_ratio"] else "nothing to match"
             self._log(
                 f"test: self-consistency x{sc['samples']} {sc['accuracy']:.3f} at {sc['tokens']:.0f} tokens per "
