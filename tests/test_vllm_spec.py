@@ -141,6 +141,29 @@ def test_a_hold_keeps_a_server_for_runtimes_that_open_and_close_in_turn(standin:
     assert len(_started(standin)) == 2 and wait_gone([s["pid"] for s in _started(standin)], 10) == []
 
 
+def test_a_held_server_that_died_is_started_again_for_the_next_runtime(standin: Path):
+    import os
+    import signal
+
+    from hyperteam.backends import hold_servers
+    from hyperteam.topologies import load_team
+
+    team = load_team("single")
+
+    async def one_step() -> int:
+        async with Runtime() as runtime:
+            return (await team.run("What is 2 + 3?", runtime=runtime, model="vllm:Org/Model")).usage.calls
+
+    with hold_servers():
+        assert asyncio.run(one_step()) == 1
+        [first] = _started(standin)
+        os.kill(first["pid"], signal.SIGKILL)  # a crash between steps
+        assert wait_gone([first["pid"]], 10) == []
+        assert asyncio.run(one_step()) == 1  # a new server, not calls into a dead one
+        assert len(_started(standin)) == 2
+    assert wait_gone([s["pid"] for s in _started(standin)], 10) == []
+
+
 def test_topology_training_starts_its_vllm_server_once(standin: Path, tmp_path: Path):
     pytest.importorskip("torch")
     out = tmp_path / "topo.json"

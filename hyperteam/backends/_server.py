@@ -241,6 +241,8 @@ class Startable(Protocol):
 
     def wait_ready(self, timeout_s: float | None = None) -> Any: ...
 
+    def running(self) -> bool: ...
+
     def stop(self) -> Any: ...
 
 
@@ -289,9 +291,14 @@ class Shared(Generic[S]):
         _SHARED.add(self)
 
     def acquire(self, key: Hashable, make: Callable[[], S]) -> S:
-        """The running server for ``key``, made and started on first use."""
+        """The running server for ``key``, made and started on first use (or anew, where one a hold
+        kept for no user has died since: a crash is not the rest of the command's fate)."""
         with self._lock:
-            server, users = self._entries.get(key) or (make().start(), 0)
+            held = self._entries.get(key)
+            if held is not None and held[1] <= 0 and not held[0].running():
+                held[0].stop()
+                held = None
+            server, users = held or (make().start(), 0)
             self._entries[key] = (server, users + 1)
             return server
 

@@ -77,6 +77,9 @@ class ServerGroup:
     def ready(self) -> bool:
         return self._ready
 
+    def running(self) -> bool:
+        return all(server.running() for server in self.servers)
+
     def stop(self) -> None:
         self._ready = False
         for server in self.servers:
