@@ -320,3 +320,23 @@ def test_a_failing_baseline_fails_alone(tmp_path):
     assert "the test of self-consistency" in report["test"]["self_consistency"]["error"]
     _, html = ht.optim.write_report(report, tmp_path)
     assert "failed" in html.read_text()
+
+
+def test_a_test_that_fails_leaves_the_checkpoint_with_trainings_tokens_only(tmp_path):
+    train, val, test = _problems()
+    tested = {p.question for p in test}
+
+    def team_model(request: ChatRequest) -> str:
+        if any(q in str(request.messages) for q in tested):
+            raise ModelError("the server refused", kind="http_500")
+        return _team_model(request)
+
+    team = ht.LayeredTeam([ht.Layer("solve", agents=[ht.Agent(name="s")])], name="one")
+    checkpoint = tmp_path / "ckpt.json"
+    trainer = ht.optim.Trainer(
+        team, train=train, val=val, test=test, model=FunctionModel(team_model),
+        optimizer_model=FunctionModel(_optimizer), epochs=1, batch=4, val_batch=4, checkpoint=checkpoint,
+    )  # fmt: skip
+    with pytest.raises(ModelError, match="the test of the untrained team"):
+        trainer.fit_sync()
+    assert json.loads(checkpoint.read_text())["team_usage"]["calls"] == 4 + 4 + 4  # val, train, val: no test call

@@ -177,6 +177,7 @@ class Trainer:
         self.epoch = self.batch_index = self.step_count = 0
         self.team_usage = Usage()  # training and validation runs of the team
         self.test_usage = Usage()  # the held-out test runs (untrained, trained, baseline), kept apart
+        self._testing = False  # runs count in test_usage while True
         self._loss_usage = Usage()
         self.stopped = ""
         self.wall_s = 0.0
@@ -345,7 +346,10 @@ class Trainer:
                 except HyperteamError as exc:  # a failed problem counts as wrong, as in evals
                     log.info("problem %s failed: %s", problem.id, exc)
                     return None, failure_kind(None, f"{getattr(exc, 'kind', type(exc).__name__)}: {exc}")
-            self.team_usage = self.team_usage + result.usage
+            if self._testing:
+                self.test_usage = self.test_usage + result.usage
+            else:
+                self.team_usage = self.team_usage + result.usage
             return result, failure_kind(result)
 
         pairs = await asyncio.gather(*(one(p) for p in problems))
@@ -386,11 +390,11 @@ class Trainer:
 
         Its tokens go to ``test_usage``, not ``team_usage``: they are what the claim cost, not training.
         """
-        training, self.team_usage = self.team_usage, Usage()
+        self._testing = True
         try:
             await self._test_and_compare(runtime)
         finally:
-            self.test_usage, self.team_usage = self.team_usage, training
+            self._testing = False
 
     async def _test_and_compare(self, runtime: Runtime) -> None:
         untrained_team = team_from_dict(self.initial_spec, source="the untrained team")
@@ -455,7 +459,7 @@ class Trainer:
             team_tokens, self.test, model=self.model, runtime=runtime, concurrency=self.concurrency
         )
         spent = pilot["tokens"]
-        self.team_usage = self.team_usage + Usage(spent["prompt"], spent["completion"], pilot["calls"])
+        self.test_usage = self.test_usage + Usage(spent["prompt"], spent["completion"], pilot["calls"])
         right, runs = await self._score_and_tokens(
             self.test, runtime, self_consistency(samples), "the test of self-consistency"
         )
