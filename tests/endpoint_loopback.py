@@ -46,17 +46,20 @@ def chunk(content: str | None = None, finish: str | None = None, **extra: Any) -
 
 
 class Loopback:
-    """Records each chat request's body and answers from a list of replies, then with ``ok_body()``."""
+    """Records each chat request's body (and Authorization header) and answers from a list of replies,
+    then with ``ok_body()``."""
 
     def __init__(self, *replies: Callable[[dict], web.StreamResponse]) -> None:
         self.replies = list(replies)
         self.bodies: list[dict] = []
+        self.keys: list[str | None] = []
         self.url = ""
         # Handlers that hold a request wait for this; set on leaving loopback(), so that a test
         # that fails (or a mutant that hangs a call) does not wait for the server's shutdown.
         self.release = asyncio.Event()
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.keys.append(request.headers.get("Authorization"))
         self.bodies.append(orjson.loads(await request.read()))
         if self.replies:
             return self.replies.pop(0)(self.bodies[-1])

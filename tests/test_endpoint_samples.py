@@ -200,17 +200,10 @@ def test_a_chat_completion_is_read_with_its_logprobs_and_missing_fields_as_defau
 
 
 async def test_the_api_key_goes_as_a_bearer_token():
-    seen: list[str | None] = []
-
-    class Keyed(Loopback):
-        async def chat(self, request: web.Request) -> web.StreamResponse:
-            seen.append(request.headers.get("Authorization"))
-            return await super().chat(request)
-
-    async with loopback(Keyed()) as server:
+    async with loopback(Loopback()) as server:
         await EndpointModel(fast_endpoint(server.url, api_key="sk-test-123"), "m").chat(ChatRequest(MESSAGES))
         await EndpointModel(fast_endpoint(server.url), "m").chat(ChatRequest(MESSAGES))
-    assert seen == ["Bearer sk-test-123", None]
+    assert server.keys == ["Bearer sk-test-123", None]
 
 
 async def test_a_retry_that_would_pass_the_deadline_fails_now_naming_the_server_and_the_last_error():
@@ -309,19 +302,12 @@ async def test_the_backoff_jitter_is_the_same_from_run_to_run(caplog: pytest.Log
 
 
 async def test_a_hosted_apis_transport_sends_the_key_and_starts_at_the_hosted_limit():
-    seen: list[str | None] = []
-
-    class Keyed(Loopback):
-        async def chat(self, request: web.Request) -> web.StreamResponse:
-            seen.append(request.headers.get("Authorization"))
-            return await super().chat(request)
-
-    async with loopback(Keyed()) as server:
+    async with loopback(Loopback()) as server:
         endpoint = Endpoint("https://api.example.invalid/v1", api_key="sk-hosted", max_concurrency=3)
         endpoint.transport.base_url = server.url  # the HTTPS transport over plain loopback: no TLS in tests
         result = await EndpointModel(endpoint, "m").chat(ChatRequest(MESSAGES))
         await endpoint.close()
-    assert result.text == "#### 5" and seen == ["Bearer sk-hosted"]
+    assert result.text == "#### 5" and server.keys == ["Bearer sk-hosted"]
     assert (endpoint.mode, endpoint.limit.limit, endpoint.limit.source) == ("adaptive", 3, "adaptive")
 
 
